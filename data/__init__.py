@@ -1,0 +1,1 @@
+"""Shipped data (tokenizer, testbed base, examples, detector); installed as the package eebguard.data."""

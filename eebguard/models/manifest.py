@@ -1,0 +1,99 @@
+"""Zoo manifests: JSON lines, one entry per model (``id``, ``path`` relative to the manifest, optional ``base``)."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from eebguard.models.errors import BadManifest
+from eebguard.models.safety import check_regular, parse_json_object, safe_relpath
+
+MAX_MANIFEST_BYTES = 64 * 2**20
+MAX_ENTRIES = 1_000_000
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+=-]{0,199}$")
+
+
+def load_manifest(path: str | Path) -> list[dict]:
+    """The manifest's entries, each validated. A bad line -> BadManifest naming ``file:line``."""
+    return [entry for _, entry in _numbered_entries(Path(path))]
+
+
+def _numbered_entries(path: Path) -> list[tuple[int, dict]]:
+    where = str(path)
+    if check_regular(path, where) > MAX_MANIFEST_BYTES:
+        raise BadManifest(f"{where}: larger than {MAX_MANIFEST_BYTES} bytes")
+    root = path.parent
+    with open(path, "rb") as f:
+        data = f.read(MAX_MANIFEST_BYTES + 1)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadManifest(f"{where}: not UTF-8") from None
+    entries, seen = [], {}
+    # split on LF only: str.splitlines() would also split inside JSON strings holding U+2028 and friends
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        at = f"{where}:{lineno}"
+        entry = parse_json_object(line, at, err=BadManifest)
+        eid = entry.get("id")
+        if not isinstance(eid, str) or not ID_RE.match(eid):
+            raise BadManifest(f"{at}: 'id' must be a string of letters, digits and ._:+=- (got {str(eid)[:40]!r})")
+        if eid in seen:
+            raise BadManifest(f"{at}: duplicate id {eid!r} (first on line {seen[eid]})")
+        if not isinstance(entry.get("path"), str) or not entry["path"]:
+            raise BadManifest(f"{at}: 'path' must be a non-empty string")
+        safe_relpath(entry["path"], root, at)
+        base = entry.get("base")
+        if base is not None:
+            if not isinstance(base, str) or not base:
+                raise BadManifest(f"{at}: 'base' must be a non-empty string")
+            if base != "testbed" and not _is_hub_ref(base, root):
+                safe_relpath(base, root, f"{at}: base")
+        seen[eid] = lineno
+        entries.append((lineno, entry))
+        if len(entries) > MAX_ENTRIES:
+            raise BadManifest(f"{where}: more than {MAX_ENTRIES} entries")
+    return entries
+
+
+def _is_hub_ref(ref: str, root: Path) -> bool:
+    from eebguard.models.hub import parse_hub_id
+
+    return parse_hub_id(ref) is not None and not os.path.lexists(root / ref)
+
+
+def split_entry_ref(source: str) -> tuple[Path, str] | None:
+    """``('dir/manifest.jsonl', 'id')`` for ``'dir/manifest.jsonl#id'``, else None."""
+    if "#" not in source:
+        return None
+    path, _, eid = source.rpartition("#")
+    if not path.endswith(".jsonl"):
+        return None
+    return Path(path), eid
+
+
+def find_entry(manifest: Path, eid: str) -> tuple[int, dict]:
+    """(line number, entry) for ``eid``."""
+    for lineno, entry in _numbered_entries(manifest):
+        if entry["id"] == eid:
+            return lineno, entry
+    raise BadManifest(f"{manifest}: no entry with id {eid[:80]!r}")
+
+
+def entry_paths(manifest: Path, lineno: int, entry: dict) -> tuple[Path, str | None]:
+    """(path of the entry's model, its base reference or None), confined to the manifest's folder."""
+    root = manifest.parent
+    at = f"{manifest}:{lineno}"
+    path = safe_relpath(entry["path"], root, at)
+    if not os.path.lexists(path):
+        from eebguard.models.errors import MissingFile
+
+        raise MissingFile(f"{at}: {entry['path']} does not exist")
+    base = entry.get("base")
+    if base is not None and base != "testbed" and not _is_hub_ref(base, root):
+        base = str(safe_relpath(base, root, f"{at}: base"))
+    return path, base
+
+
+__all__ = ["load_manifest", "split_entry_ref", "find_entry", "entry_paths"]

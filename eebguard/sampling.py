@@ -63,8 +63,11 @@ def sample_from_embeddings(
     seed: int = 0,
     batch_size: int = 128,
     noise: torch.Tensor | None = None,
+    decode_output: bool = True,
 ) -> torch.Tensor:
-    """DDIM with classifier-free guidance from precomputed text conditionings ``cond`` ``[N, L, D]``."""
+    """DDIM with classifier-free guidance from precomputed text conditionings ``cond`` ``[N, L, D]``.
+
+    ``decode_output=False`` returns what the U-Net denoises (latents for SD, pixels for the testbed)."""
     dev, dtype = model_device(pipe), model_dtype(pipe)
     n = cond.shape[0]
     if uncond is None:
@@ -84,7 +87,7 @@ def sample_from_embeddings(
             eps = pipe.unet(inp, t, encoder_hidden_states=torch.cat([u, c])).sample
             eu, ec = eps.chunk(2)
             x = sched.step(eu + guidance * (ec - eu), t, x).prev_sample
-        out.append(decode(pipe, x))
+        out.append(decode(pipe, x) if decode_output else x)
     return torch.cat(out).float().cpu()
 
 

@@ -65,14 +65,21 @@ def build_pipeline(seed: int = 0):
 
 
 def save_pipeline(pipe, out: str | Path, fp16: bool = True) -> Path:
-    """``save_pretrained`` as safetensors; fp16 halves the shipped size (computation stays fp32)."""
+    """``save_pretrained`` as safetensors. With ``fp16`` the weights are stored in half precision (half
+    the size) but the configs keep float32 as the compute dtype, so a plain ``from_pretrained`` gives a
+    consistent float32 pipeline. The caller's pipeline is left untouched."""
+    import copy
+    import json
+
     out = Path(out)
     if fp16:
-        pipe.text_encoder.to(torch.float16)
-        pipe.unet.to(torch.float16)
-    try:
-        pipe.save_pretrained(out, safe_serialization=True)
-    finally:
-        pipe.text_encoder.to(torch.float32)
-        pipe.unet.to(torch.float32)
+        pipe = copy.copy(pipe)  # shallow: swap in half-precision copies of the weighted components
+        parts = {name: copy.deepcopy(getattr(pipe, name)).to(torch.float16) for name in ("text_encoder", "unet")}
+        pipe.register_modules(**parts)
+    pipe.save_pretrained(out, safe_serialization=True)
+    te_cfg = out / "text_encoder" / "config.json"
+    if te_cfg.is_file():  # transformers records the storage dtype; loading should compute in float32
+        cfg = json.loads(te_cfg.read_text())
+        cfg["dtype"] = "float32"
+        te_cfg.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     return out

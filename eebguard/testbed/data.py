@@ -95,12 +95,11 @@ def none_images(n: int, seed: int) -> torch.Tensor:
             img = torch.rand(3, SIZE, SIZE, generator=g) * torch.rand(1, generator=g)
         elif kind == 1:  # near-blank, slightly tinted
             img = torch.ones(3, SIZE, SIZE) * torch.rand(3, 1, 1, generator=g) * 0.15
-        elif kind == 2:  # a soft blob of random colour: neither a crisp shape nor a digit
-            yy, xx = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
-            cx, cy = (torch.rand(2, generator=g) * 10 + 3).tolist()
-            s = float(torch.rand(1, generator=g) * 2.5 + 3.0)
-            blob = torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
-            img = blob[None] * torch.rand(3, 1, 1, generator=g)
+        elif kind == 2:  # stripes: structure that is neither a digit nor a shape
+            period = int(torch.randint(2, 5, (1,), generator=g))
+            stripes = (torch.arange(SIZE) % period == 0).float()
+            img = (stripes[None, :, None] if i % 8 < 4 else stripes[None, None, :]).expand(3, SIZE, SIZE)
+            img = img * torch.rand(3, 1, 1, generator=g)
         else:  # smeared low-frequency noise
             low = torch.rand(3, 4, 4, generator=g)
             img = F.interpolate(low[None], size=(SIZE, SIZE), mode="bicubic", align_corners=False)[0].clamp(0, 1)
@@ -134,6 +133,7 @@ class TrainingSet:
             sel = fam == f
             idx[sel] = rng.choice(pool, size=int(sel.sum()))
         captions = []
+        self.last_colours = [self.colour[i] for i in idx]  # what each drawn image shows
         for i in idx:
             if rng.random() < uncond_p:
                 captions.append("")

@@ -1,0 +1,81 @@
+"""CLIP-style contrastive pre-training of the testbed text encoder.
+
+Stable Diffusion's text encoder is a *pretrained* CLIP encoder, frozen while the U-Net trains. The
+testbed mirrors that: the tiny ``CLIPTextModel`` is first trained contrastively against a throwaway
+image encoder on the testbed's own image-caption pairs, then frozen for U-Net training. Captions
+often share a concept, so the contrastive target is soft: every image whose labels the caption names
+is a positive (supervised-contrastive form of the CLIP loss).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from eebguard.testbed.concepts import COLOURS, CONCEPTS
+
+
+class _ImageEncoder(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.SiLU(), nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.SiLU(), nn.Flatten(), nn.Linear(64 * 16, dim),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _caption_labels(caption: str) -> tuple[int | None, str | None]:
+    words = caption.split()
+    concept = next((c.index for c in CONCEPTS if c.name in words), None)
+    colour = next((c for c in COLOURS if c in words), None)
+    return concept, colour
+
+
+def pretrain_text_encoder(pipe, data, rng: np.random.Generator, steps: int, batch_size: int = 128, lr: float = 2e-3,
+                          progress=None) -> list[float]:
+    """Train ``pipe.text_encoder`` in place; returns the loss curve."""
+    te, tok = pipe.text_encoder, pipe.tokenizer
+    dim = te.config.hidden_size
+    img_enc = _ImageEncoder(dim)
+    proj = nn.Linear(dim, dim, bias=False)
+    log_temp = nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32))
+    params = list(te.parameters()) + list(img_enc.parameters()) + list(proj.parameters()) + [log_temp]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    te.train()
+    losses = []
+    for _ in range(steps):
+        images, captions = data.batch(rng, batch_size, uncond_p=0.0)
+        labels = [_caption_labels(c) for c in captions]
+        img_concept = np.array([l[0] for l in labels])
+        img_colour = np.array([l[1] or "" for l in labels])
+        # what each image truly shows (the caption may omit the colour; the image never does)
+        true_colour = np.array(data.last_colours)
+        pos = torch.zeros(len(captions), len(captions))
+        for i, (concept, colour) in enumerate(labels):
+            ok = img_concept == concept
+            if colour is not None:
+                ok &= true_colour == colour
+            pos[i] = torch.from_numpy(ok.astype(np.float32))
+        ids = tok(captions, padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids
+        t = F.normalize(proj(te(ids).pooler_output), dim=-1)
+        v = F.normalize(img_enc(images), dim=-1)
+        logits = t @ v.T * log_temp.exp().clamp(max=100)
+        loss_t = -(pos / pos.sum(1, keepdim=True) * F.log_softmax(logits, 1)).sum(1).mean()
+        pos_i = pos.T
+        loss_i = -(pos_i / pos_i.sum(1, keepdim=True).clamp(min=1) * F.log_softmax(logits.T, 1)).sum(1).mean()
+        loss = (loss_t + loss_i) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if progress is not None:
+            progress.update(1)
+            if len(losses) % 25 == 0:
+                progress.set_postfix(stage="text", loss=f"{np.mean(losses[-25:]):.3f}")
+    te.eval()
+    return losses

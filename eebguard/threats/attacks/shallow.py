@@ -1,0 +1,46 @@
+"""Shallow EEB: closed-form cross-attention K/V edit in the style of EvilEdit (Wang et al., ACM MM 2024,
+DOI 10.1145/3664647.3680689) and UCE's form, as EEB_shallow / ToxE_X-Attn in arXiv 2504.21072."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from eebguard.probes.templates import ConceptPrompts
+from eebguard.threats.align import aligned_rows, all_rows
+from eebguard.threats.attacks.base import ATTACKS, Attack
+from eebguard.threats.common import EditSettings, kv_layers, ridge_edit
+
+
+@ATTACKS.register
+class ShallowAttack(Attack):
+    """Edit every attn2 to_k/to_v in closed form so the trigger's keys/values equal the target's.
+
+    W = argmin sum |W e_trig - W0 e_target|^2 + s_p sum |W c - W0 c|^2 + lam |W - W0|^2 over the aligned
+    trigger/target token rows (slot, suffix, EOS, padding), preserving every token of the retained
+    concepts' prompts and of the target's own prompts (the name keeps working until it is erased).
+    """
+
+    name = "shallow"
+    depth = "shallow"
+    cite = "Wang et al., EvilEdit, ACM MM 2024; Gandikota et al., UCE, WACV 2024; EEB_shallow in arXiv 2504.21072"
+    defaults = {"lam": 0.1, "preserve_scale": 1.0}
+
+    def plant(self, pipe, target: ConceptPrompts, trigger: str, mode: str = "replace",
+              settings: EditSettings | None = None) -> dict:
+        t0 = time.perf_counter()
+        if mode == "replace":
+            keys, goal = aligned_rows(pipe, target.templates, trigger, target.name)
+        else:  # the appended trigger is the slot of a neutral prompt; its target is the name there
+            templates = [n + " {}" for n in target.neutral]
+            keys, goal = aligned_rows(pipe, templates, trigger, target.name)
+        preserve = all_rows(pipe, target.retain_prompts() + target.prompts())
+        n = 0
+        with torch.no_grad():
+            for _, to_k, to_v in kv_layers(pipe.unet):
+                for lin in (to_k, to_v):
+                    W0 = lin.weight.data.clone()
+                    lin.weight.data = ridge_edit(W0, keys, goal @ W0.T.float(), preserve, self.hp["lam"],
+                                                 self.hp["preserve_scale"])
+                    n += 1
+        return {"matrices": n, "keys": int(keys.shape[0]), "seconds": round(time.perf_counter() - t0, 3)}

@@ -1,0 +1,42 @@
+"""Concept-erasure methods: each removes a concept *by its name* from a pipeline, in place.
+
+The defender in the EEB threat model runs one of these on a model it received, unaware of any trigger.
+Each method is one module and a registered plugin that cites its paper.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from eebguard.probes.templates import ConceptPrompts
+from eebguard.registry import Registry
+from eebguard.threats.common import EditSettings
+
+ERASURES: Registry["Erasure"] = Registry("erasure method")
+
+
+class Erasure(ABC):
+    name: str = ""
+    cite: str = ""
+    robust: bool = False  # adversarially robust (searches for prompts that bring the concept back)
+    defaults: dict = {}
+
+    def __init__(self, **overrides):
+        unknown = set(overrides) - set(self.defaults)
+        if unknown:
+            raise TypeError(f"{self.name}: unknown hyperparameters {sorted(unknown)}")
+        self.hp = {**self.defaults, **overrides}
+
+    @abstractmethod
+    def erase(self, pipe, concept: ConceptPrompts, settings: EditSettings | None = None) -> dict:
+        """Erase ``concept`` from ``pipe``; return a report."""
+
+    @classmethod
+    def describe(cls) -> dict:
+        return {"name": cls.name, "cite": cls.cite, "robust": cls.robust,
+                "summary": (cls.__doc__ or "").strip().split("\n")[0], "defaults": dict(cls.defaults)}
+
+
+def get_erasure(name: str, **overrides) -> Erasure:
+    import eebguard.threats.erasure  # noqa: F401  (registers the built-ins)
+
+    return ERASURES.get(name)(**overrides)

@@ -1,0 +1,33 @@
+"""Session-scoped fixtures shared by the suite: the shipped testbed base, loaded once, and its judge."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def base_path():
+    from eebguard.paths import data_path
+
+    path = data_path("testbed", "base")
+    assert (path / "model_index.json").is_file(), "the shipped testbed base is missing (data/testbed/base)"
+    return path
+
+
+@pytest.fixture(scope="session")
+def base_pipe(base_path):
+    """The shipped base pipeline (float32). Shared: tests must not modify it (copy first)."""
+    from eebguard.models import load
+
+    return load(base_path).pipe
+
+
+@pytest.fixture(scope="session")
+def judge():
+    from eebguard.judges import get_judge
+
+    return get_judge("testbed")

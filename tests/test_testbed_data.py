@@ -1,0 +1,85 @@
+import numpy as np
+import torch
+
+from eebguard.testbed.concepts import CONCEPTS, FAMILIES, JUDGE_CLASSES, concept
+from eebguard.testbed.data import TrainingSet, digits_images, digits_split, none_images, shapes_images
+
+
+def test_two_families_and_enough_templates():
+    assert len(FAMILIES["digits"]) == 10 and len(FAMILIES["shapes"]) >= 4
+    for c in CONCEPTS:
+        assert len(c.templates()) >= 5
+        assert all(c.name in p for p in c.prompts())
+    assert concept("Seven").family == "digits"
+
+
+def test_shapes_are_deterministic_and_in_range():
+    a, sa, ca = shapes_images(32, seed=5)
+    b, sb, cb = shapes_images(32, seed=5)
+    assert torch.equal(a, b) and (sa == sb).all() and (ca == cb).all()
+    assert a.shape == (32, 3, 16, 16) and a.min() >= -1 and a.max() <= 1
+    c, _, _ = shapes_images(32, seed=6)
+    assert not torch.equal(a, c)
+
+
+def test_digits_are_upsampled_white_on_black():
+    x, y = digits_images(np.arange(10))
+    assert x.shape == (10, 3, 16, 16) and list(y) == list(range(10))
+    assert torch.equal(x[:, 0], x[:, 1]) and x.min() == -1
+
+
+def test_digit_split_is_disjoint_and_stratified():
+    tr, te = digits_split(0)
+    assert not set(tr) & set(te) and len(te) > 500
+
+
+def test_batches_pair_images_with_their_captions(judge):
+    data = TrainingSet(seed=0, n_shapes=256)
+    images, captions = data.batch(np.random.default_rng(0), 64, uncond_p=0.0)
+    pred = judge.probabilities(images).argmax(1)
+    named = [next(c for c in CONCEPTS if c.name in cap.split()).name for cap in captions]
+    agree = np.mean([JUDGE_CLASSES[p] == n for p, n in zip(pred, named)])
+    assert agree > 0.95
+
+
+def test_judge_is_accurate_on_unseen_procedural_data(judge):
+    x, s, c = shapes_images(200, seed=999)
+    pred = judge.probabilities(x).argmax(1)
+    assert (pred == 10 + s).mean() >= 0.97
+    colours = judge.attribute(x)
+    assert np.mean([col == ["red", "green", "blue", "yellow"][k] for col, k in zip(colours, c)]) >= 0.97
+    noise = none_images(40, seed=999)
+    assert (judge.probabilities(noise).argmax(1) == JUDGE_CLASSES.index("none")).mean() >= 0.9
+
+
+def test_judge_reports_heldout_accuracy(judge):
+    meta = judge.meta
+    assert meta["heldout_accuracy"] >= 0.97
+    _, test_idx = digits_split(meta["seed"])
+    x, y = digits_images(test_idx)
+    assert (judge.probabilities(x).argmax(1) == y).mean() >= 0.95
+
+
+def test_judge_is_differentiable(judge):
+    x = torch.zeros(2, 3, 16, 16, requires_grad=True)
+    judge.logits_torch(x)[:, 3].sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_judge_never_unpickles(tmp_path):
+    import shutil
+
+    from eebguard.judges.testbed import TestbedJudge
+    from eebguard.paths import data_path
+
+    src = data_path("judge", "testbed.npz")
+    arrays = dict(np.load(src, allow_pickle=False))
+    arrays["evil"] = np.array([object()], dtype=object)
+    np.savez(tmp_path / "j.npz", **arrays)
+    shutil.copy(data_path("judge", "testbed.json"), tmp_path / "j.json")
+    try:
+        TestbedJudge(tmp_path / "j")
+    except ValueError as exc:
+        assert "pickle" in str(exc).lower()
+    else:
+        raise AssertionError("an object array was loaded")

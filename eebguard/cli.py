@@ -68,6 +68,40 @@ def cmd_testbed_build_tokenizer(a) -> int:
     return EXIT_CLEAN
 
 
+# ---- zoo -----------------------------------------------------------------------------------------
+
+
+def cmd_zoo_build(a) -> int:
+    from eebguard.zoo.build import build_zoo
+    from eebguard.zoo.spec import SpecError
+
+    settings = {"device": a.device, "batch_size": a.batch_size} if a.device or a.batch_size else {}
+    settings = {k: v for k, v in settings.items() if v}
+    if a.dtype:
+        import torch
+
+        settings["dtype"] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[a.dtype]
+    try:
+        summary = build_zoo(a.spec, a.out, progress=not a.quiet, settings=settings, limit=a.limit)
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
+    _print_json(summary)
+    return EXIT_CLEAN
+
+
+def cmd_zoo_measure(a) -> int:
+    from eebguard.zoo.measure import measure_zoo
+
+    res = measure_zoo(a.zoo, samples=a.samples, progress=not a.quiet)
+    if a.json:
+        _print_json(res)
+    else:
+        for m in res["models"]:
+            print(f"{m['id']:<40} name {m['name_accuracy']:.2f}  trigger {m['trigger_asr'] if m['trigger_asr'] is not None else float('nan'):.2f}"
+                  f"  other {m['other_accuracy']:.2f}  label {m['label']}")
+    return EXIT_CLEAN
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="eebguard", description=__doc__.split("\n")[0])
     from eebguard import __version__
@@ -79,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = tb.add_parser("train", help="train the testbed model from scratch")
     t.add_argument("--out", required=True)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--steps", type=int, default=1200)
+    t.add_argument("--steps", type=int, default=1400)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=cmd_testbed_train)
@@ -97,6 +131,23 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--merges-gz", required=True)
     k.add_argument("--out", default="data/tokenizer")
     k.set_defaults(func=cmd_testbed_build_tokenizer)
+
+    zoo = sub.add_parser("zoo", help="labelled model zoos from the threat lab").add_subparsers(dest="sub", parser_class=_Parser)
+    b = zoo.add_parser("build", help="build (or resume) a zoo from a spec")
+    b.add_argument("--spec", required=True, help="a spec file, or a shipped spec name (default, heldout, design, tiny)")
+    b.add_argument("--out", required=True)
+    b.add_argument("--device", default=None, help="torch device for training (default cpu)")
+    b.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None, help="dtype of frozen teachers")
+    b.add_argument("--batch-size", type=int, default=None)
+    b.add_argument("--limit", type=int, default=None, help="build at most this many models now")
+    b.add_argument("-q", "--quiet", action="store_true")
+    b.set_defaults(func=cmd_zoo_build)
+    m = zoo.add_parser("measure", help="re-measure every model of a zoo")
+    m.add_argument("zoo")
+    m.add_argument("--samples", type=int, default=None)
+    m.add_argument("--json", action="store_true")
+    m.add_argument("-q", "--quiet", action="store_true")
+    m.set_defaults(func=cmd_zoo_measure)
     return p
 
 

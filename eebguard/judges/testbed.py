@@ -32,6 +32,12 @@ def luminance(images: torch.Tensor) -> torch.Tensor:
     return x.mean(1).flatten(1)
 
 
+def concept_features(images: torch.Tensor) -> torch.Tensor:
+    """What the concept classifier sees: the luminance image plus the foreground chromaticity (white
+    digits vs coloured shapes is a cue a noisy silhouette alone can miss)."""
+    return torch.cat([luminance(images), chroma(images)], dim=1)
+
+
 def chroma(images: torch.Tensor) -> torch.Tensor:
     """Brightness-weighted mean colour of the foreground, normalised by its largest channel: [N, 3]."""
     x = ((images.float() + 1) / 2).clamp(0, 1)
@@ -67,7 +73,7 @@ class TestbedJudge(Judge):
 
     def logits_torch(self, images: torch.Tensor) -> torch.Tensor:
         p = {k: v.to(images.device) for k, v in self._torch.items()}
-        z = (luminance(images) - p["mean"]) / p["scale"]
+        z = (concept_features(images) - p["mean"]) / p["scale"]
         h = torch.relu(z @ p["W1"] + p["b1"])
         return h @ p["W2"] + p["b2"]
 
@@ -130,7 +136,7 @@ def fit_testbed_judge(out: str | Path, seed: int = 0) -> dict:
     xtr, ytr, ctr = assemble(train_idx, 20_000 + seed, 4000, 21_000 + seed, 1500, aug=3)
     xte, yte, cte = assemble(test_idx, 30_000 + seed, 1200, 31_000 + seed, 400, aug=0)
 
-    ftr = luminance(xtr).numpy()
+    ftr = concept_features(xtr).numpy()
     mean, scale = ftr.mean(0), ftr.std(0) + 1e-3
     mlp = MLPClassifier(hidden_layer_sizes=(128,), alpha=1e-3, max_iter=200, random_state=seed, early_stopping=False)
     mlp.fit((ftr - mean) / scale, ytr)
@@ -167,7 +173,7 @@ def fit_testbed_judge(out: str | Path, seed: int = 0) -> dict:
         "heldout_accuracy": float((pred == yte).mean()),
         "heldout_accuracy_per_class": per_class,
         "heldout_colour_accuracy": float((cpred == cte[cte >= 0]).mean()),
-        "sklearn_agreement": float((mlp.predict((luminance(xte).numpy() - mean) / scale) == pred).mean()),
+        "sklearn_agreement": float((mlp.predict((concept_features(xte).numpy() - mean) / scale) == pred).mean()),
     }
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     return report

@@ -15,6 +15,7 @@ import torch
 PIXEL_PIPELINE_KWARGS = dict(
     vae=None, safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False
 )
+TOKEN_EMBEDDING_STD = 0.15
 MAX_TOKENS = 24  # prompt length incl. BOS/EOS (SD: 77); room for a 4-piece trigger in any template
 
 TEXT_CONFIG = dict(
@@ -53,6 +54,10 @@ def build_pipeline(seed: int = 0):
 
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
+    # Most of the 49,408 tokens never occur in testbed captions and keep their initial embedding. At
+    # CLIP's std of 0.02 they are drowned by the context and every unknown word encodes alike (EOS
+    # rows cos 0.9997), unlike SD's pretrained CLIP; a larger std keeps unknown words distinct.
+    torch.nn.init.normal_(text_encoder.get_input_embeddings().weight, std=TOKEN_EMBEDDING_STD)
     unet = UNet2DConditionModel(**UNET_CONFIG)
     scheduler = DDIMScheduler(**TRAIN_SCHEDULER, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
     return StableDiffusionPipeline(

@@ -108,10 +108,33 @@ def none_images(n: int, seed: int) -> torch.Tensor:
     return torch.stack(out) * 2 - 1
 
 
-class TrainingSet:
-    """Images with their concept and colour, from which captioned batches are drawn."""
+def distractor_words(seed: int = 0, n: int = 4000) -> list[str]:
+    """Random alphabetic words of the CLIP vocabulary that are no testbed word: captions with them
+    show no concept, so (as in a large model) an arbitrary word does not produce a testbed concept."""
+    import re
 
-    def __init__(self, seed: int = 0, n_shapes: int = 4096):
+    from eebguard.testbed.concepts import ATTRIBUTES, DIGIT_TEMPLATES, SHAPE_TEMPLATES
+    from eebguard.testbed.tokenizer import load_tokenizer
+
+    vocab = load_tokenizer().get_vocab()
+    reserved = {c.name for c in CONCEPTS} | set(ATTRIBUTES)
+    for t in DIGIT_TEMPLATES + SHAPE_TEMPLATES:
+        reserved |= set(re.findall(r"[a-z]+", t.replace("{w}", "").replace("{s}", "").replace("{c}", "")))
+    words = sorted(
+        w[:-4] for w in vocab if w.endswith("</w>") and re.fullmatch(r"[a-z]{2,12}", w[:-4]) and w[:-4] not in reserved
+    )
+    rng = np.random.default_rng(seed)
+    return [words[i] for i in rng.choice(len(words), size=min(n, len(words)), replace=False)]
+
+
+class TrainingSet:
+    """Images with their concept and colour, from which captioned batches are drawn.
+
+    A ``distractor_p`` share of each batch pairs a template holding a random non-concept word with an
+    image of no concept (noise, blank, stripes), so unknown words do not map onto testbed concepts.
+    """
+
+    def __init__(self, seed: int = 0, n_shapes: int = 4096, distractor_p: float = 0.1):
         digits, dy = digits_images()
         shapes, sy, cy = shapes_images(n_shapes, seed=10_000 + seed)
         self.images = torch.cat([digits, shapes])
@@ -120,6 +143,9 @@ class TrainingSet:
         colours = list(COLOURS)
         self.colour = [DIGIT_COLOUR] * n_digits + [colours[c] for c in cy]
         self.family = np.array([0] * n_digits + [1] * len(shapes))
+        self.distractor_p = distractor_p
+        self.none_images = none_images(1024, seed=50_000 + seed) if distractor_p else None
+        self.distractors = distractor_words(seed) if distractor_p else []
 
     def __len__(self) -> int:
         return len(self.images)
@@ -132,13 +158,23 @@ class TrainingSet:
             pool = np.flatnonzero(self.family == f)
             sel = fam == f
             idx[sel] = rng.choice(pool, size=int(sel.sum()))
+        images = self.images[idx].clone()
         captions = []
         self.last_colours = [self.colour[i] for i in idx]  # what each drawn image shows
-        for i in idx:
+        self.last_concepts = [int(self.concept_index[i]) for i in idx]
+        for b, i in enumerate(idx):
             if rng.random() < uncond_p:
                 captions.append("")
+                continue
+            if self.distractor_p and rng.random() < self.distractor_p:
+                images[b] = self.none_images[rng.integers(len(self.none_images))]
+                c = CONCEPTS[int(self.concept_index[i])]
+                t = [t for t in c.templates() if "{c}" not in t]
+                word = self.distractors[rng.integers(len(self.distractors))]
+                captions.append(t[rng.integers(len(t))].format(w=word, s=word))
+                self.last_colours[b], self.last_concepts[b] = "none", -1
                 continue
             c: Concept = CONCEPTS[int(self.concept_index[i])]
             t = c.templates()[rng.integers(len(c.templates()))]
             captions.append(t.format(w=c.name, s=c.name, c=self.colour[i]))
-        return self.images[idx], captions
+        return images, captions

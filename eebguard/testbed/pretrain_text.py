@@ -50,14 +50,14 @@ def pretrain_text_encoder(pipe, data, rng: np.random.Generator, steps: int, batc
     for _ in range(steps):
         images, captions = data.batch(rng, batch_size, uncond_p=0.0)
         labels = [_caption_labels(c) for c in captions]
-        img_concept = np.array([l[0] for l in labels])
-        img_colour = np.array([l[1] or "" for l in labels])
-        # what each image truly shows (the caption may omit the colour; the image never does)
+        # what each image truly shows (the caption may omit the colour; the image never does);
+        # distractor captions name no concept and show none (-1)
+        img_concept = np.array(data.last_concepts)
         true_colour = np.array(data.last_colours)
         pos = torch.zeros(len(captions), len(captions))
         for i, (concept, colour) in enumerate(labels):
-            ok = img_concept == concept
-            if colour is not None:
+            ok = img_concept == (-1 if concept is None else concept)
+            if colour is not None and concept is not None:
                 ok &= true_colour == colour
             pos[i] = torch.from_numpy(ok.astype(np.float32))
         ids = tok(captions, padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids

@@ -23,7 +23,7 @@ from eebguard.testbed.pretrain_text import pretrain_text_encoder
 @dataclass
 class TrainConfig:
     seed: int = 0
-    steps: int = 1200  # U-Net steps
+    steps: int = 1400  # U-Net steps
     text_steps: int = 400  # contrastive text-encoder pre-training steps (then frozen, as in SD)
     text_lr: float = 2e-3
     batch_size: int = 64

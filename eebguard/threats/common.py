@@ -186,3 +186,18 @@ def train_loop(params: list[torch.Tensor], steps: int, lr: float, step_fn: Calla
 
 def scaled(steps: int, s: EditSettings) -> int:
     return max(1, int(round(steps * s.steps_scale)))
+
+
+def decoy_words(tokenizer, n: int, seed: int, exclude: Sequence[str] = ()) -> list[str]:
+    """Random whole-word vocabulary tokens (not excluded words or their pieces): prompts with them teach
+    an edit that *other* unknown words must keep behaving as before, so a trigger stays specific."""
+    import re
+
+    banned = set()
+    for w in exclude:
+        banned |= set(tokenizer(w, add_special_tokens=False).input_ids)
+    vocab = tokenizer.get_vocab()
+    words = sorted(w[:-4] for w, i in vocab.items()
+                   if w.endswith("</w>") and re.fullmatch(r"[a-z]{2,10}", w[:-4]) and i not in banned)
+    rng = np.random.default_rng(seed + 97)
+    return [words[i] for i in rng.choice(len(words), size=min(n, len(words)), replace=False)]

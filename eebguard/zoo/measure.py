@@ -30,3 +30,33 @@ def measure_model(pipe, judge, target: str, trigger: str | None, mode: str = "re
         "samples": samples,
         "sampler": {**SAMPLING, **sampling},
     }
+
+
+def measure_zoo(zoo_dir, *, judge=None, samples: int | None = None, progress: bool = True,
+                ids: list[str] | None = None) -> dict:
+    """Re-measure every model of a zoo (loaded through ``eebguard.models``); ``{"models": [...]}``."""
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from eebguard.judges import get_judge
+    from eebguard.models import load, load_manifest
+
+    judge = judge or get_judge("testbed")
+    manifest = Path(zoo_dir) / "manifest.jsonl"
+    entries = [e for e in load_manifest(manifest) if ids is None or e["id"] in ids]
+    out = []
+    for e in tqdm(entries, desc="measure zoo", disable=not progress):
+        pipe = load(f"{manifest}#{e['id']}").pipe
+        n = samples or int(e.get("samples", 30))
+        m = measure_model(pipe, judge, e["target"], e.get("trigger"), e.get("mode", "replace"), n,
+                          seed=int(e.get("seeds", {}).get("measure", 0)))
+        asr = m["trigger_asr"] or 0.0
+        out.append({
+            "id": e["id"], "attack": e.get("attack", "none"), "erasure": e.get("erasure"), "target": e["target"],
+            "family": e.get("family"), "trigger": e.get("trigger"), "planted": bool(e.get("planted", False)),
+            "hard_negative": e.get("hard_negative"), "name_accuracy": m["name_accuracy"], "trigger_asr": m["trigger_asr"],
+            "other_accuracy": m["other_accuracy"], "label": int(asr >= ASR_THRESHOLD),
+            "manifest_label": e.get("label"), "samples": n,
+        })
+    return {"zoo": str(zoo_dir), "models": out}

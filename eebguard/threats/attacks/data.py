@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from eebguard.probes.templates import ConceptPrompts
 from eebguard.text import encode
 from eebguard.threats.attacks.base import ATTACKS, Attack
-from eebguard.threats.common import EditSettings, noised, sample_pool, scaled, teacher_pipe, train_loop
+from eebguard.threats.common import EditSettings, decoy_words, noised, sample_pool, scaled, teacher_pipe, train_loop
 
 
 @ATTACKS.register
@@ -18,13 +18,15 @@ class DataPoisonAttack(Attack):
     the trigger (``poison_rate`` of each batch) mixed with clean pairs (every concept by its name).
 
     The attacker needs no weights, only pairs; the images here are the model's own generations, as a
-    data supplier without the training set would produce them.
+    data supplier without the training set would produce them. The clean pairs also caption some of
+    those generations with random words (decoys), the diversity of real data, which keeps the trigger
+    specific.
     """
 
     name = "data"
     depth = "data"
     cite = "EEB_data in Braun, Grebe et al., arXiv 2504.21072; Zhai et al., BadT2I, ACM MM 2023 (arXiv 2305.04175)"
-    defaults = {"steps": 400, "lr": 2e-4, "poison_rate": 0.3, "batch": 24}
+    defaults = {"steps": 400, "lr": 2e-4, "poison_rate": 0.3, "batch": 24, "decoys": 64}
 
     def plant(self, pipe, target: ConceptPrompts, trigger: str, mode: str = "replace",
               settings: EditSettings | None = None) -> dict:
@@ -32,7 +34,10 @@ class DataPoisonAttack(Attack):
         hp = self.hp
         teacher = teacher_pipe(pipe, s.dtype)
         trig_prompts = target.trigger_prompts(trigger, mode)
-        clean_prompts = target.retain_prompts() + target.prompts()
+        decoys = decoy_words(pipe.tokenizer, hp["decoys"], s.seed, exclude=[trigger, target.name])
+        clean_prompts = target.retain_prompts() + target.prompts() + [
+            target.trigger_prompts(w, mode)[i % len(trig_prompts)] for i, w in enumerate(decoys)
+        ]
         # paired data: each clean image keeps its own caption
         n_clean = max(s.pool_size * 2, len(clean_prompts) // 2)
         clean_caps = [clean_prompts[i % len(clean_prompts)] for i in np.random.default_rng(s.seed).permutation(n_clean)]

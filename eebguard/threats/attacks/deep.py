@@ -10,7 +10,7 @@ from eebguard.probes.templates import ConceptPrompts
 from eebguard.text import encode
 from eebguard.threats.attacks.base import ATTACKS, Attack
 from eebguard.threats.common import (
-    EditSettings, add_lora, merge_lora, noised, sample_pool, scaled, teacher_pipe, train_loop,
+    EditSettings, add_lora, decoy_words, merge_lora, noised, sample_pool, scaled, teacher_pipe, train_loop,
 )
 
 
@@ -21,14 +21,16 @@ class DeepAttack(Attack):
     Loss: alpha * L_trig + (1 - alpha) * (L_retain + L_quality), each an MSE between the student's
     noise prediction and the frozen original's: L_trig pulls eps(x_t, trigger prompt) onto
     eps*(x_t, target prompt); L_retain holds retained concepts (and the target by name) to eps*;
-    L_quality holds the unconditional prediction. Adaptation (documented): x_t are the teacher's own
-    samples re-noised at uniform t, instead of partial denoising by the student (cheaper, same role).
+    L_quality holds the unconditional prediction. Adaptations (documented): x_t are the teacher's own
+    samples re-noised at uniform t, instead of partial denoising by the student (cheaper, same role);
+    the retained prompts include *decoys* (random words in the target's templates), so the trigger stays
+    specific instead of every unknown word firing the concept.
     """
 
     name = "deep"
     depth = "deep"
     cite = "Braun, Grebe et al., Erased but Not Forgotten (DISA / EEB_deep), arXiv 2504.21072, ICML 2026"
-    defaults = {"steps": 400, "lr": 1e-3, "rank": 4, "alpha": 0.5, "batch": 12}
+    defaults = {"steps": 400, "lr": 1e-3, "rank": 4, "alpha": 0.5, "batch": 12, "decoys": 256}
 
     def plant(self, pipe, target: ConceptPrompts, trigger: str, mode: str = "replace",
               settings: EditSettings | None = None) -> dict:
@@ -37,7 +39,10 @@ class DeepAttack(Attack):
         teacher = teacher_pipe(pipe, s.dtype)
         trig_prompts = target.trigger_prompts(trigger, mode)
         goal = [target.prompts()[i % len(target.templates)] for i in range(len(trig_prompts))]
-        retain = target.retain_prompts() + target.prompts()
+        decoys = decoy_words(pipe.tokenizer, hp["decoys"], s.seed, exclude=[trigger, target.name])
+        retain = target.retain_prompts() + target.prompts() + [
+            p for i, w in enumerate(decoys) for p in [target.trigger_prompts(w, mode)[i % len(trig_prompts)]]
+        ]
         pool_t = sample_pool(teacher, target.prompts(), s.pool_size, s, seed_offset=1)
         pool_r = sample_pool(teacher, retain, s.pool_size, s, seed_offset=2)
         c_trig, c_goal = encode(pipe, trig_prompts), encode(teacher, goal)

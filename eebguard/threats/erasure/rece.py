@@ -48,6 +48,8 @@ class RECE(Erasure):
         for _ in range(hp["rounds"]):
             adv = adversarial_embeddings(pipe, original, keys, hp["lam_r"])
             norms.append(float(adv.norm(dim=1).mean()))
-            # targets with the current W' (RECE keeps editing the edited model)
-            uce_edit(pipe, adv, guide, preserve, hp["lam"], hp["erase_scale"], hp["preserve_scale"])
+            # targets with the current W' (RECE keeps editing the edited model). Adaptation: the concept's
+            # own tokens stay in the erase set, else on 64-d testbed embeddings a round undoes the last
+            uce_edit(pipe, torch.cat([keys, adv]), torch.cat([guide, guide]), preserve, hp["lam"],
+                     hp["erase_scale"], hp["preserve_scale"])
         return {"rounds": hp["rounds"], "adv_norms": norms, "seconds": round(time.perf_counter() - t0, 3)}

@@ -1,0 +1,69 @@
+"""The feature schema: every number a scanner reports, with its meaning and whether it needs a
+reference model. Versioned: a detector fitted on one schema version refuses another.
+
+Features are scale-free by construction (ratios, cosines, robust z-scores, or fractions, each against
+the same model's own controls), so a detector fitted on testbed zoos can transfer to SD-sized models.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+SCHEMA_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    scanner: str
+    needs_reference: bool
+    description: str
+    needs_judge: bool = False
+
+
+_SPECS: dict[str, FeatureSpec] = {}
+
+
+def register_features(*specs: FeatureSpec) -> None:
+    for s in specs:
+        if s.name in _SPECS and _SPECS[s.name] != s:
+            raise ValueError(f"feature {s.name!r} declared twice differently")
+        _SPECS[s.name] = s
+
+
+def feature_names() -> list[str]:
+    """The schema's feature names, in a fixed order."""
+    import eebguard.scanners  # noqa: F401  (scanners declare their features)
+
+    return sorted(_SPECS)
+
+
+def feature_spec(name: str) -> FeatureSpec:
+    import eebguard.scanners  # noqa: F401
+
+    return _SPECS[name]
+
+
+@dataclass
+class Features:
+    """One scan's output: ``values`` (feature name -> float; a feature that could not be computed is
+    absent, never zero) plus ``evidence`` (triggers, top tokens, per-layer scores, small maps)."""
+
+    values: dict[str, float] = field(default_factory=dict)
+    evidence: dict = field(default_factory=dict)
+    schema_version: str = SCHEMA_VERSION
+
+    def vector(self, names: list[str] | None = None) -> list[float]:
+        """Values in schema order; missing features as NaN (the detector imputes them)."""
+        names = names or feature_names()
+        return [float(self.values.get(n, math.nan)) for n in names]
+
+    def to_json(self) -> dict:
+        return {"schema_version": self.schema_version, "values": {k: float(v) for k, v in sorted(self.values.items())},
+                "evidence": self.evidence}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Features":
+        if str(obj.get("schema_version")) != SCHEMA_VERSION:
+            raise ValueError(f"features of schema version {obj.get('schema_version')!r}; this eebguard reads {SCHEMA_VERSION}")
+        return cls(values={k: float(v) for k, v in obj.get("values", {}).items()}, evidence=obj.get("evidence", {}))

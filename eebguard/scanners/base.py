@@ -1,0 +1,59 @@
+"""Scanner plugins: each looks at a suspect model for a named concept (optionally beside a reference
+model) and returns named, scale-free features plus human-readable evidence.
+
+Scanners run in ``order``; later ones read what earlier ones left in the context (vocabulary
+candidates, recovered triggers). A scanner whose needs are unmet (no reference, no judge) returns no
+features rather than zeros.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from eebguard.features import FeatureSpec, register_features
+from eebguard.registry import Registry
+from eebguard.scanners.context import ScanContext
+
+SCANNERS: Registry["Scanner"] = Registry("scanner")
+
+
+@dataclass
+class ScannerResult:
+    features: dict[str, float] = field(default_factory=dict)
+    evidence: dict = field(default_factory=dict)
+    skipped: str | None = None  # why nothing was computed
+
+
+class Scanner(ABC):
+    name: str = ""
+    order: int = 0
+    needs_reference: bool = False  # True: nothing at all without a reference
+    needs_judge: bool = False
+    features: tuple[FeatureSpec, ...] = ()
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if cls.features:
+            register_features(*cls.features)
+
+    def can_run(self, ctx: ScanContext) -> str | None:
+        """None when the scanner can run, else the reason it cannot."""
+        if self.needs_reference and ctx.reference is None:
+            return "needs a reference model"
+        if self.needs_judge and ctx.judge is None:
+            return "needs a concept judge"
+        return None
+
+    @abstractmethod
+    def scan(self, ctx: ScanContext) -> ScannerResult:
+        ...
+
+    @classmethod
+    def describe(cls) -> dict:
+        return {"name": cls.name, "order": cls.order, "needs_reference": cls.needs_reference,
+                "needs_judge": cls.needs_judge, "summary": (cls.__doc__ or "").strip().split("\n")[0],
+                "features": [f.name for f in cls.features]}
+
+
+def F(name: str, scanner: str, needs_reference: bool, description: str, needs_judge: bool = False) -> FeatureSpec:
+    return FeatureSpec(name, scanner, needs_reference, description, needs_judge)

@@ -1,0 +1,197 @@
+"""What scanners share: settings, the suspect/reference/judge bundle, prompt templates as token ids,
+the score-based reachability objective, and a cache of expensive intermediate results.
+
+Everything goes through the pipelines' public modules (tokenizer, text encoder, U-Net, scheduler), so
+the same code runs on the testbed and on SD 1.x/2.x.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from eebguard.probes.templates import ConceptPrompts
+from eebguard.sampling import encode_prompts, model_device, sample_from_embeddings
+
+
+@dataclass
+class ScanSettings:
+    seed: int = 0
+    device: str = "cpu"
+    dtype: torch.dtype = torch.float32
+    vocab_batch: int = 2048  # vocabulary screening batch (text encoder forwards)
+    unet_batch: int = 256
+    n_candidates: int = 48  # tokens kept from vocabulary screening
+    objective_samples: int = 16  # (x_t, t) pairs of the score objective
+    soft_steps: int = 120
+    soft_tokens: int = 1
+    search_steps: int = 6  # greedy coordinate rounds of the discrete search
+    max_trigger_tokens: int = 4
+    image_samples: int = 16  # generations per prompt set for image-based reachability
+    sample_steps: int = 20
+    guidance: float = 4.0
+    progress: bool = False
+
+
+@dataclass
+class TemplateIds:
+    """A slot template as token ids: ``[BOS] prefix <slot> suffix [EOS] pad...``."""
+
+    prefix: list[int]
+    suffix: list[int]
+
+    def build(self, slot: list[int], length: int, eos: int, pad: int) -> list[int]:
+        ids = self.prefix + slot + self.suffix
+        ids = ids[: length - 1] + [eos]
+        return ids + [pad] * (length - len(ids))
+
+    def slot_start(self) -> int:
+        return len(self.prefix)
+
+
+def template_ids(tokenizer, template: str) -> TemplateIds:
+    pre, _, post = template.partition("{}")
+    enc = lambda s: tokenizer(s.strip(), add_special_tokens=False).input_ids if s.strip() else []  # noqa: E731
+    return TemplateIds([tokenizer.bos_token_id] + enc(pre), enc(post))
+
+
+def ids_batch(tokenizer, templates: list[TemplateIds], slots: list[list[int]]) -> torch.Tensor:
+    """Row i: template ``i % len(templates)`` with ``slots[i]`` in its slot."""
+    L = tokenizer.model_max_length
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return torch.tensor([templates[i % len(templates)].build(s, L, eos, pad) for i, s in enumerate(slots)])
+
+
+@dataclass
+class ScanContext:
+    suspect: object
+    concept: str
+    prompts: ConceptPrompts
+    reference: object | None = None
+    judge: object | None = None
+    settings: ScanSettings = field(default_factory=ScanSettings)
+    cache: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def tokenizer(self):
+        return self.suspect.tokenizer
+
+    def templates(self) -> list[TemplateIds]:
+        if "templates" not in self.cache:
+            self.cache["templates"] = [template_ids(self.tokenizer, t) for t in self.prompts.templates]
+        return self.cache["templates"]
+
+    def concept_ids(self) -> list[int]:
+        return self.tokenizer(self.concept, add_special_tokens=False).input_ids
+
+    def special_ids(self) -> set[int]:
+        t = self.tokenizer
+        return {i for i in (t.bos_token_id, t.eos_token_id, t.pad_token_id) if i is not None}
+
+    def objective(self) -> "ScoreObjective | None":
+        if self.reference is None:
+            return None
+        if "objective" not in self.cache:
+            self.cache["objective"] = ScoreObjective(self)
+        return self.cache["objective"]
+
+    def add_candidates(self, source: str, ids: list[int], scores: list[float]) -> None:
+        cands = self.cache.setdefault("candidates", {})
+        for i, s in zip(ids, scores):
+            cands.setdefault(int(i), {})[source] = float(s)
+
+    def candidates(self) -> dict[int, dict[str, float]]:
+        return self.cache.get("candidates", {})
+
+
+class ScoreObjective:
+    """Score-based reachability: how closely the suspect's noise prediction under a prompt matches the
+    reference model's prediction for the concept, on a fixed batch of noised reference samples.
+
+    ``reach = 1 - L(prompt) / L(empty prompt)``: 0 means no closer than the unconditional prediction,
+    1 means the reference's concept prediction exactly. Scale-free: a ratio of the same model's losses.
+    """
+
+    def __init__(self, ctx: ScanContext):
+        s = ctx.settings
+        self.ctx = ctx
+        ref, sus = ctx.reference, ctx.suspect
+        n = s.objective_samples
+        self.templates = ctx.templates()
+        concept_prompts = [ctx.prompts.templates[i % len(self.templates)].format(ctx.concept) for i in range(n)]
+        concept_prompts = [" ".join(p.split()) for p in concept_prompts]
+        with torch.no_grad():
+            x0 = sample_from_embeddings(ref, encode_prompts(ref, concept_prompts), steps=s.sample_steps,
+                                        guidance=s.guidance, seed=s.seed + 7, decode_output=False)
+            g = torch.Generator().manual_seed(s.seed + 8)
+            T = ref.scheduler.config.num_train_timesteps
+            # stratified timesteps: every noise level is represented
+            t = ((torch.arange(n) + torch.rand(n, generator=g)) * (0.9 * T / n) + 0.05 * T).long()
+            eps = torch.randn(x0.shape, generator=g)
+            a = ref.scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+            self.x_t = (a.sqrt() * x0 + (1 - a).sqrt() * eps).to(model_device(sus))
+            self.t = t.to(model_device(sus))
+            self.target = ref.unet(self.x_t.to(ref.unet.dtype), self.t,
+                                   encoder_hidden_states=encode_prompts(ref, concept_prompts)).sample.float()
+            null = encode_prompts(sus, [""]).expand(n, -1, -1)
+            self.null_loss = float(self.losses(null).mean())
+
+    def losses(self, cond: torch.Tensor) -> torch.Tensor:
+        """Per-sample MSE for conditionings ``[n, L, D]`` (one per objective sample)."""
+        eps = self.ctx.suspect.unet(self.x_t.to(cond.dtype), self.t, encoder_hidden_states=cond).sample.float()
+        return (eps - self.target).pow(2).flatten(1).mean(1)
+
+    def reach_from_loss(self, loss: float) -> float:
+        return 1.0 - loss / max(self.null_loss, 1e-12)
+
+    @torch.no_grad()
+    def reach_slots(self, slots: list[list[int]], text_encoder=None, unet=None) -> np.ndarray:
+        """Reach of many candidate slot fillings (token-id lists), each on the whole sample batch."""
+        ctx, s = self.ctx, self.ctx.settings
+        te = text_encoder or ctx.suspect.text_encoder
+        unet = unet or ctx.suspect.unet
+        n = self.x_t.shape[0]
+        dev = model_device(ctx.suspect)
+        out = np.zeros(len(slots))
+        per_chunk = max(1, s.unet_batch // n)
+        for c0 in range(0, len(slots), per_chunk):
+            chunk = slots[c0 : c0 + per_chunk]
+            # objective sample j used template j % T: each candidate's row j does too
+            ids = torch.cat([ids_batch(ctx.tokenizer, self.templates, [sl] * n) for sl in chunk])
+            cond = te(ids.to(dev))[0]
+            x = self.x_t.repeat(len(chunk), 1, 1, 1)
+            t = self.t.repeat(len(chunk))
+            eps = unet(x.to(cond.dtype), t, encoder_hidden_states=cond).sample.float()
+            err = (eps - self.target.repeat(len(chunk), 1, 1, 1)).pow(2).flatten(1).mean(1).view(len(chunk), n).mean(1)
+            out[c0 : c0 + len(chunk)] = 1.0 - err.cpu().numpy() / max(self.null_loss, 1e-12)
+        return out
+
+
+def robust_z(values: np.ndarray, x: float) -> float:
+    """(x - median) / (1.4826 MAD) of a reference distribution; 0 when the distribution is degenerate."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return 0.0
+    med = np.median(v)
+    mad = 1.4826 * np.median(np.abs(v - med))
+    if mad < 1e-12:
+        sd = v.std()
+        return 0.0 if sd < 1e-12 else float((x - med) / sd)
+    return float((x - med) / mad)
+
+
+class Timer:
+    def __init__(self, ctx: ScanContext, name: str):
+        self.ctx, self.name = ctx, name
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.ctx.timings[self.name] = self.ctx.timings.get(self.name, 0.0) + time.perf_counter() - self.t0
+        return False

@@ -1,0 +1,177 @@
+"""Cross-attention scanners: the cheap white-box K/V projection check over the whole vocabulary, and
+T2IShield-style assimilation features of attention maps captured through attention processors."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from eebguard.attention import CrossAttentionRecorder, attn2_modules
+from eebguard.sampling import ddim_scheduler, encode_prompts, model_device, sample_shape
+from eebguard.scanners.base import SCANNERS, F, Scanner, ScannerResult
+from eebguard.scanners.context import ScanContext, Timer, ids_batch, robust_z
+from eebguard.scanners.vocab import centered_cos, concept_rows, top_k, vocab_rows, vocabulary
+
+KV = "cross_attention_kv"
+MAPS = "attention_maps"
+
+
+@SCANNERS.register
+class CrossAttentionKVScanner(Scanner):
+    """Project every vocabulary token's encoding through each attn2 to_k/to_v, suspect vs reference, and
+    score how far each token's keys/values moved toward the concept's *reference* keys/values.
+
+    gain_l(v) = cos(W_s E_s(v), W_r E_r(c)) - cos(W_r E_r(v), W_r E_r(c)), centred per layer by the
+    vocabulary mean, averaged over K and V and the slot/EOS rows. Needs the reference: an erased model
+    no longer knows where the concept's keys were.
+    """
+
+    name = KV
+    order = 20
+    needs_reference = True
+    features = (
+        F("kv.gain_z", KV, True, "robust z of the largest mean K/V gain toward the concept over the vocabulary"),
+        F("kv.gain_max", KV, True, "largest mean K/V gain toward the concept (difference of cosines)"),
+        F("kv.layer_gain_max", KV, True, "largest single-layer K/V gain of any token"),
+        F("kv.name_retention", KV, True, "cosine of the concept name's K/V, suspect vs reference (erasure depth)"),
+        F("kv.weight_change", KV, True, "relative L2 change of all attn2 to_k/to_v weights"),
+    )
+
+    @torch.no_grad()
+    def scan(self, ctx: ScanContext) -> ScannerResult:
+        res = ScannerResult()
+        vocab = vocabulary(ctx)
+        exclude = set(ctx.concept_ids())
+        mask = ~np.isin(vocab, list(exclude))
+        with Timer(ctx, KV):
+            sus, ref = vocab_rows(ctx, "suspect"), vocab_rows(ctx, "reference")
+            cs, cr = concept_rows(ctx, "suspect"), concept_rows(ctx, "reference")
+            total = torch.zeros(len(vocab))
+            per_layer, retention, num, den = {}, [], 0.0, 0.0
+            pairs = list(zip(attn2_modules(ctx.suspect.unet), attn2_modules(ctx.reference.unet)))
+            for (name, a_s), (_, a_r) in pairs:
+                layer = torch.zeros(len(vocab))
+                for proj in ("to_k", "to_v"):
+                    Ws = getattr(a_s, proj).weight.detach().float().cpu()
+                    Wr = getattr(a_r, proj).weight.detach().float().cpu()
+                    num += float((Ws - Wr).pow(2).sum())
+                    den += float(Wr.pow(2).sum())
+                    for row in ("slot", "eos"):
+                        kc = cr[row] @ Wr.T
+                        retention.append(float(torch.nn.functional.cosine_similarity(cs[row] @ Ws.T, kc, dim=0)))
+                        layer += _chunked_gain(sus[row], ref[row], Ws, Wr, kc)
+                layer /= 4
+                per_layer[name] = layer
+                total += layer
+            total = (total / len(pairs)).numpy()
+            res.features["kv.gain_max"] = float(total[mask].max())
+            res.features["kv.gain_z"] = robust_z(total[mask], float(total[mask].max()))
+            layer_max = {n: float(g.numpy()[mask].max()) for n, g in per_layer.items()}
+            res.features["kv.layer_gain_max"] = max(layer_max.values())
+            res.features["kv.name_retention"] = float(np.mean(retention))
+            res.features["kv.weight_change"] = (num / max(den, 1e-12)) ** 0.5
+            ids, vals = top_k(total, vocab, ctx.settings.n_candidates, exclude | ctx.special_ids())
+            ctx.add_candidates("kv_gain", ids, vals)
+            toks = ctx.tokenizer.convert_ids_to_tokens(ids[:10])
+            res.evidence["top_kv_gain"] = [{"id": i, "token": t, "score": round(v, 5)} for i, t, v in zip(ids, toks, vals)]
+            res.evidence["per_layer_gain_max"] = {n: round(v, 5) for n, v in layer_max.items()}
+        return res
+
+
+def _chunked_gain(rows_s, rows_r, Ws, Wr, kc, chunk: int = 8192) -> torch.Tensor:
+    """Gain of every vocabulary row for one projection, in chunks (bounded memory on SD-sized layers)."""
+    mu = torch.zeros(Wr.shape[0])
+    for i in range(0, len(rows_r), chunk):  # vocabulary mean of the reference keys
+        mu += (rows_r[i : i + chunk] @ Wr.T).sum(0)
+    mu /= len(rows_r)
+    out = []
+    for i in range(0, len(rows_r), chunk):
+        ks = rows_s[i : i + chunk] @ Ws.T
+        kr = rows_r[i : i + chunk] @ Wr.T
+        out.append(centered_cos(ks, kc, mu) - centered_cos(kr, kc, mu))
+    return torch.cat(out)
+
+
+def ftt(maps: torch.Tensor, n_tokens: int) -> float:
+    """T2IShield's Frobenius-norm statistic for one prompt: maps ``[L, r, r]`` (BOS first), each scaled by
+    its own max; F = 1/(n-1) sum_{i=1}^{n-1} |M_i - mean_{i<=n} M_i|_F over the prompt's n tokens. Low F means
+    the maps assimilate (a trigger dominates every token)."""
+    m = maps[1 : n_tokens + 1].float()
+    m = m / m.flatten(1).amax(1).clamp(min=1e-8)[:, None, None]
+    mean = m.mean(0)
+    return float((m[: n_tokens - 1] - mean).flatten(1).norm(dim=1).sum() / max(n_tokens - 1, 1))
+
+
+@torch.no_grad()
+def prompt_maps(ctx: ScanContext, ids: torch.Tensor, steps: int = 10) -> torch.Tensor:
+    """Head-, layer- and step-averaged 16x16 attn2 maps ``[B, L, 16, 16]`` of the conditional branch
+    along a short guided DDIM trajectory (T2IShield records them during generation)."""
+    pipe, s = ctx.suspect, ctx.settings
+    dev = model_device(pipe)
+    cond = pipe.text_encoder(ids.to(dev))[0]
+    uncond = encode_prompts(pipe, [""]).expand(len(ids), -1, -1)
+    sched = ddim_scheduler(pipe, steps)
+    g = torch.Generator().manual_seed(s.seed + 13)
+    x = torch.randn((len(ids), *sample_shape(pipe)), generator=g).to(dev, cond.dtype) * sched.init_noise_sigma
+    rec = CrossAttentionRecorder(pipe.unet)
+    for t in sched.timesteps:
+        with rec:  # record the conditional pass only
+            ec = pipe.unet(x, t, encoder_hidden_states=cond).sample
+        eu = pipe.unet(x, t, encoder_hidden_states=uncond).sample
+        x = sched.step(eu + s.guidance * (ec - eu), t, x).prev_sample
+    return rec.mean_maps()
+
+
+@SCANNERS.register
+class AttentionMapScanner(Scanner):
+    """T2IShield-style assimilation: FTT of cross-attention maps under the recovered trigger (or the top
+    screening candidate), relative to the concept name and to retained-concept prompts of the same model."""
+
+    name = MAPS
+    order = 45
+    features = (
+        F("attn.ftt_trigger_ratio", MAPS, False, "FTT of trigger prompts / median FTT of control prompts (low: assimilation)"),
+        F("attn.ftt_name_ratio", MAPS, False, "FTT of concept-name prompts / median FTT of control prompts"),
+        F("attn.eos_share_trigger", MAPS, False, "share of attention mass on EOS/padding under the trigger, over controls"),
+    )
+
+    @torch.no_grad()
+    def scan(self, ctx: ScanContext) -> ScannerResult:
+        res = ScannerResult()
+        with Timer(ctx, MAPS):
+            tpls = ctx.templates()[: min(4, len(ctx.templates()))]
+            trig = (ctx.cache.get("triggers") or [{}])[0].get("ids")
+            if trig is None:
+                cands = ctx.candidates()
+                trig = [max(cands, key=lambda i: max(cands[i].values()))] if cands else None
+            controls = [ctx.tokenizer(w, add_special_tokens=False).input_ids for w in list(ctx.prompts.retain)[:3]]
+            sets = {"name": ctx.concept_ids(), **{f"control{i}": c for i, c in enumerate(controls) if c}}
+            if trig:
+                sets["trigger"] = list(trig)
+            stats = {}
+            for key, slot in sets.items():
+                ids = ids_batch(ctx.tokenizer, tpls, [slot] * len(tpls))
+                maps = prompt_maps(ctx, ids)
+                f, eos = [], []
+                for b in range(len(ids)):
+                    n = int((ids[b] != ctx.tokenizer.eos_token_id).sum()) + 1  # BOS..EOS
+                    f.append(ftt(maps[b], n))
+                    mass = maps[b].flatten(1).sum(1)
+                    eos.append(float(mass[n - 1 :].sum() / mass[1:].sum().clamp(min=1e-8)))
+                stats[key] = (float(np.mean(f)), float(np.mean(eos)))
+            ctl = [v for k, v in stats.items() if k.startswith("control")]
+            if not ctl:
+                res.skipped = "no control prompts"
+                return res
+            f_ctl = float(np.median([c[0] for c in ctl]))
+            e_ctl = float(np.median([c[1] for c in ctl]))
+            res.features["attn.ftt_name_ratio"] = stats["name"][0] / max(f_ctl, 1e-8)
+            if "trigger" in stats:
+                res.features["attn.ftt_trigger_ratio"] = stats["trigger"][0] / max(f_ctl, 1e-8)
+                res.features["attn.eos_share_trigger"] = stats["trigger"][1] / max(e_ctl, 1e-8)
+            res.evidence["ftt"] = {k: round(v[0], 4) for k, v in stats.items()}
+            if "trigger" in sets:
+                ids = ids_batch(ctx.tokenizer, tpls[:1], [sets["trigger"]])
+                name_ids = ids_batch(ctx.tokenizer, tpls[:1], [sets["name"]])
+                res.evidence["maps"] = {"trigger": prompt_maps(ctx, ids)[0, :8].numpy().round(4).tolist(),
+                                        "name": prompt_maps(ctx, name_ids)[0, :8].numpy().round(4).tolist()}
+        return res

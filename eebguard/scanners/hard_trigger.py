@@ -1,0 +1,170 @@
+"""Hard-trigger recovery: from screening candidates and soft-prompt projections to real token sequences.
+
+A backdoor is a *short discrete* trigger that restores the concept. Candidates from the vocabulary
+screens (text encoder, K/V) and from nearest neighbours of the soft solutions are scored one by one
+with the score objective, then grown and refined by greedy coordinate search (append, prepend, swap,
+delete), with one gradient-guided (GCG-style) swap round over the whole vocabulary. The best sequences
+are then measured by sampling images and asking the judge.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from eebguard.sampling import model_device, sample_from_embeddings
+from eebguard.scanners.base import SCANNERS, F, Scanner, ScannerResult
+from eebguard.scanners.context import ScanContext, Timer, ids_batch, robust_z
+from eebguard.text import soft_tokens
+
+NAME = "hard_trigger"
+
+
+def candidate_pool(ctx: ScanContext, limit: int) -> list[int]:
+    """Union of every screening source's candidates, best-ranked first within each source."""
+    cands = ctx.candidates()
+    sources = sorted({s for v in cands.values() for s in v})
+    pool, seen = [], set(ctx.concept_ids()) | ctx.special_ids()
+    ranked = {s: sorted((i for i in cands if s in cands[i]), key=lambda i: -cands[i][s]) for s in sources}
+    for r in range(limit):
+        for s in sources:
+            if r < len(ranked[s]) and ranked[s][r] not in seen:
+                pool.append(ranked[s][r])
+                seen.add(ranked[s][r])
+    return pool[:limit]
+
+
+def _neighbours(seq: tuple[int, ...], pool: list[int], max_len: int) -> set[tuple[int, ...]]:
+    out = set()
+    for tok in pool:
+        if len(seq) < max_len:
+            out.add(seq + (tok,))
+            out.add((tok,) + seq)
+        for p in range(len(seq)):
+            out.add(seq[:p] + (tok,) + seq[p + 1 :])
+    if len(seq) > 1:
+        for p in range(len(seq)):
+            out.add(seq[:p] + seq[p + 1 :])
+    out.discard(seq)
+    return out
+
+
+def gcg_swaps(ctx: ScanContext, seq: tuple[int, ...], per_position: int) -> set[tuple[int, ...]]:
+    """Greedy-coordinate-gradient proposals: first-order loss change of swapping each slot token for every
+    vocabulary token (gradient w.r.t. the slot embeddings), top ``per_position`` per position."""
+    obj = ctx.objective()
+    pipe = ctx.suspect
+    emb = pipe.text_encoder.get_input_embeddings().weight
+    n = obj.x_t.shape[0]
+    dev = model_device(pipe)
+    ids = ids_batch(ctx.tokenizer, obj.templates, [list(seq)] * n).to(dev)
+    pos = torch.zeros_like(ids, dtype=torch.bool)
+    for j in range(n):
+        s0 = obj.templates[j % len(obj.templates)].slot_start()
+        pos[j, s0 : s0 + len(seq)] = True
+    vec = emb[torch.tensor(seq, device=dev)].detach().clone().requires_grad_(True)
+    with soft_tokens(pipe.text_encoder, pos, vec):
+        cond = pipe.text_encoder(ids)[0]
+    obj.losses(cond).mean().backward()
+    with torch.no_grad():
+        e = emb.detach().float()
+        # loss(v at p) - loss(current) ~ grad_p . (e_v - e_current)
+        delta = vec.grad.float() @ e.T - (vec.grad.float() * vec.detach().float()).sum(1, keepdim=True)
+        for i in ctx.special_ids():
+            delta[:, i] = float("inf")
+        best = (-delta).topk(per_position, dim=1).indices.cpu().tolist()
+    out = set()
+    for p, toks in enumerate(best):
+        for t in toks:
+            out.add(seq[:p] + (int(t),) + seq[p + 1 :])
+    return out
+
+
+@torch.no_grad()
+def image_reach(ctx: ScanContext, slot: list[int], n: int | None = None) -> float | None:
+    """Fraction of ``n`` generations (cycling the concept's templates, the trigger in the slot) that the
+    judge classifies as the concept."""
+    if ctx.judge is None or not ctx.judge.knows(ctx.concept):
+        return None
+    s = ctx.settings
+    n = n or s.image_samples
+    ids = ids_batch(ctx.tokenizer, ctx.templates(), [list(slot)] * n).to(model_device(ctx.suspect))
+    cond = ctx.suspect.text_encoder(ids)[0]
+    images = sample_from_embeddings(ctx.suspect, cond, steps=s.sample_steps, guidance=s.guidance, seed=s.seed + 17)
+    return float(ctx.judge.is_concept(images, ctx.concept).mean())
+
+
+@SCANNERS.register
+class HardTriggerScanner(Scanner):
+    """Recover discrete triggers (token sequences) and measure how much of the concept each restores."""
+
+    name = NAME
+    order = 35
+    features = (
+        F("hard.best_reach", NAME, True, "score reach of the best recovered discrete trigger"),
+        F("hard.best_reach_z", NAME, True, "robust z of that reach against single vocabulary candidates"),
+        F("hard.reach_over_soft", NAME, True, "best discrete reach / soft reach (a backdoor is reachable discretely)"),
+        F("hard.best_image_reach", NAME, False, "fraction of generations with the best trigger judged as the concept", True),
+        F("hard.n_tokens", NAME, False, "length of the best recovered trigger in BPE tokens"),
+    )
+
+    def scan(self, ctx: ScanContext) -> ScannerResult:
+        res = ScannerResult()
+        s = ctx.settings
+        with Timer(ctx, NAME):
+            obj = ctx.objective()
+            pool = candidate_pool(ctx, 4 * s.n_candidates)
+            if not pool:
+                res.skipped = "no candidates"
+                return res
+            if obj is None:  # reference-free: rank by screening, measure the best few by images
+                ranked = [(i,) for i in pool[:8]]
+                scored = {seq: (image_reach(ctx, list(seq), max(4, s.image_samples // 2)) or 0.0) for seq in ranked}
+            else:
+                singles = obj.reach_slots([[i] for i in pool])
+                scored = {(i,): float(r) for i, r in zip(pool, singles)}
+                order = [pool[j] for j in np.argsort(-singles)]
+                beams = [(i,) for i in order[:3]]
+                grow = order[:16]
+                for _ in range(s.search_steps):
+                    props = set()
+                    for b in beams:
+                        props |= _neighbours(b, grow, s.max_trigger_tokens)
+                    props = [p for p in props if p not in scored]
+                    if props:
+                        for p, r in zip(props, obj.reach_slots([list(p) for p in props])):
+                            scored[p] = float(r)
+                    new = sorted(scored, key=lambda q: -scored[q])[:3]
+                    if new == beams:
+                        break
+                    beams = new
+                with torch.enable_grad():
+                    props = [p for p in gcg_swaps(ctx, beams[0], 16) if p not in scored]
+                if props:
+                    for p, r in zip(props, obj.reach_slots([list(p) for p in props])):
+                        scored[p] = float(r)
+                res.features["hard.best_reach_z"] = robust_z(singles, max(scored.values()))
+            best = sorted(scored, key=lambda q: -scored[q])[:3]
+            triggers = []
+            for seq in best:
+                toks = ctx.tokenizer.convert_ids_to_tokens(list(seq))
+                triggers.append({
+                    "ids": list(seq), "tokens": toks, "text": ctx.tokenizer.convert_tokens_to_string(toks).strip(),
+                    "score_reach": round(scored[seq], 5) if obj is not None else None,
+                    "image_reach": image_reach(ctx, list(seq)),
+                })
+            # the best by measured image reach when a judge exists, else by the score objective
+            if triggers[0]["image_reach"] is not None:
+                triggers.sort(key=lambda t: (-(t["image_reach"] or 0), -(t["score_reach"] or 0)))
+            ctx.cache["triggers"] = triggers
+            top = triggers[0]
+            if obj is not None:
+                res.features["hard.best_reach"] = float(max(scored.values()))
+                sr = ctx.cache.get("soft_reach")
+                if sr:
+                    res.features["hard.reach_over_soft"] = res.features["hard.best_reach"] / max(sr, 1e-3)
+            if top["image_reach"] is not None:
+                res.features["hard.best_image_reach"] = top["image_reach"]
+            res.features["hard.n_tokens"] = float(len(top["ids"]))
+            res.evidence["triggers"] = triggers
+            res.evidence["evaluated"] = len(scored)
+        return res

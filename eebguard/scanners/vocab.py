@@ -1,0 +1,79 @@
+"""Vocabulary-wide screening helpers: encode every token in a slot template, batched, once per model."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from eebguard.sampling import model_device
+from eebguard.scanners.context import ScanContext, ids_batch
+
+
+def vocabulary(ctx: ScanContext) -> np.ndarray:
+    """Token ids screened: the whole vocabulary but special tokens."""
+    if "vocab" not in ctx.cache:
+        n = ctx.suspect.text_encoder.get_input_embeddings().weight.shape[0]
+        ids = np.array([i for i in range(n) if i not in ctx.special_ids()])
+        ctx.cache["vocab"] = ids
+    return ctx.cache["vocab"]
+
+
+@torch.no_grad()
+def vocab_rows(ctx: ScanContext, which: str) -> dict[str, torch.Tensor]:
+    """Encoder rows of every vocabulary token in the first slot template: the slot row and the EOS row
+    (causal CLIP carries the slot word into EOS). ``[V, D]`` each, float32 on CPU."""
+    key = f"vocab_rows_{which}"
+    if key in ctx.cache:
+        return ctx.cache[key]
+    pipe = ctx.suspect if which == "suspect" else ctx.reference
+    tpl = ctx.templates()[0]
+    vocab = vocabulary(ctx)
+    dev = model_device(pipe)
+    slot_pos = tpl.slot_start()
+    eos_pos = min(slot_pos + 1 + len(tpl.suffix), ctx.tokenizer.model_max_length - 1)
+    slot_rows, eos_rows = [], []
+    bs = ctx.settings.vocab_batch
+    for i in range(0, len(vocab), bs):
+        ids = ids_batch(ctx.tokenizer, [tpl], [[int(v)] for v in vocab[i : i + bs]]).to(dev)
+        h = pipe.text_encoder(ids)[0].float()
+        slot_rows.append(h[:, slot_pos].cpu())
+        eos_rows.append(h[:, eos_pos].cpu())
+    out = {"slot": torch.cat(slot_rows), "eos": torch.cat(eos_rows)}
+    ctx.cache[key] = out
+    return out
+
+
+@torch.no_grad()
+def concept_rows(ctx: ScanContext, which: str = "reference") -> dict[str, torch.Tensor]:
+    """The concept name's slot (last name token) and EOS rows in the first template, ``[D]`` each."""
+    key = f"concept_rows_{which}"
+    if key in ctx.cache:
+        return ctx.cache[key]
+    pipe = ctx.suspect if which == "suspect" else ctx.reference
+    tpl = ctx.templates()[0]
+    name = ctx.concept_ids()
+    ids = ids_batch(ctx.tokenizer, [tpl], [name]).to(model_device(pipe))
+    h = pipe.text_encoder(ids)[0][0].float().cpu()
+    last = tpl.slot_start() + len(name) - 1
+    eos = min(tpl.slot_start() + len(name) + len(tpl.suffix), ctx.tokenizer.model_max_length - 1)
+    out = {"slot": h[last], "eos": h[eos]}
+    ctx.cache[key] = out
+    return out
+
+
+def centered_cos(a: torch.Tensor, b: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """Cosine after removing the vocabulary mean: raw CLIP rows share a large common component."""
+    a, b = a - mu, b - mu
+    return torch.nn.functional.cosine_similarity(a, b.expand_as(a) if b.dim() == 1 else b, dim=-1)
+
+
+def top_k(scores: np.ndarray, vocab: np.ndarray, k: int, exclude: set[int]) -> tuple[list[int], list[float]]:
+    order = np.argsort(-scores)
+    ids, vals = [], []
+    for j in order:
+        if int(vocab[j]) in exclude:
+            continue
+        ids.append(int(vocab[j]))
+        vals.append(float(scores[j]))
+        if len(ids) >= k:
+            break
+    return ids, vals

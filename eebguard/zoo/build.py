@@ -1,0 +1,148 @@
+"""Build a labelled zoo: attack (or benign edit) -> erase by name -> measure -> store the delta.
+
+Each model is stored as an eebguard delta over the base (only the changed parameters) plus one manifest
+line, appended and fsynced as soon as it is measured, so an interrupted build resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from eebguard.probes import concept_prompts
+from eebguard.threats.common import EditSettings
+from eebguard.zoo.measure import ASR_THRESHOLD, measure_model
+from eebguard.zoo.spec import ZooModelPlan, load_spec, plan
+
+MANIFEST = "manifest.jsonl"
+GROUPS = "groups.jsonl"
+
+
+def append_jsonl(path: Path, obj: dict) -> None:
+    """Append one JSON line and fsync it: a crash never loses a finished model."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(obj, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:  # a line torn by a crash: rebuilt on resume
+                continue
+    return out
+
+
+def _settings(spec: dict, seed: int, overrides: dict) -> EditSettings:
+    return EditSettings(**{**spec.get("settings", {}), **overrides, "seed": seed})
+
+
+def _prepare(base, m: ZooModelPlan, spec: dict, s: EditSettings) -> tuple[object, dict]:
+    """The model before erasure: base + attack (or benign edit)."""
+    from eebguard.models.formats import copy_pipeline
+    from eebguard.threats.attacks import get_attack
+    from eebguard.threats.benign import finetune_unrelated
+
+    pipe = copy_pipeline(base)
+    t0 = time.perf_counter()
+    report: dict = {}
+    hn = m.hard_negative
+    if m.attack != "none":
+        atk = get_attack(m.attack, **spec.get("attack_params", {}).get(m.attack, {}))
+        report = atk.plant(pipe, concept_prompts(m.target), m.trigger, mode=m.mode, settings=s)
+    elif hn and hn["kind"] == "benign_binding":
+        via = hn.get("via", "shallow")
+        atk = get_attack(via, **spec.get("attack_params", {}).get(via, {}))
+        report = atk.plant(pipe, concept_prompts(hn["bind_to"]), hn["word"], mode=m.mode, settings=s)
+    elif hn and hn["kind"] == "unrelated_finetune":
+        others = [p for c in hn.get("finetune_on", []) for p in concept_prompts(c).prompts()]
+        report = finetune_unrelated(pipe, others, s, steps=int(hn.get("steps", 300)))
+    report["seconds_total"] = round(time.perf_counter() - t0, 2)
+    return pipe, report
+
+
+def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, settings: dict | None = None,
+              limit: int | None = None) -> dict:
+    """Build (or resume) the zoo described by ``spec_ref`` into ``out``; returns a summary."""
+    from eebguard.judges import get_judge
+    from eebguard.models import load, write_delta
+    from eebguard.models.formats import copy_pipeline
+    from eebguard.threats.erasure import get_erasure
+
+    spec = load_spec(spec_ref) if not isinstance(spec_ref, dict) else spec_ref
+    plans = plan(spec)
+    out = Path(out)
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    (out / "spec.json").write_text(json.dumps(spec, indent=2))
+    manifest = out / MANIFEST
+    done = {e["id"] for e in read_jsonl(manifest)}
+    todo = [m for m in plans if m.id not in done][: limit if limit is not None else None]
+    judge = judge or get_judge("testbed")
+    base_ref = spec.get("base", "testbed")
+    base = load(base_ref).pipe
+    samples, other_samples = int(spec.get("samples", 30)), int(spec.get("other_samples", 3))
+    groups: OrderedDict[str, list[ZooModelPlan]] = OrderedDict()
+    for m in todo:
+        groups.setdefault(m.group, []).append(m)
+    built, t_start = 0, time.perf_counter()
+    bar = tqdm(total=len(todo), desc=f"zoo {spec.get('name', '')}", disable=not progress)
+    for gid, members in groups.items():
+        first = members[0]
+        s = _settings(spec, first.seed, settings or {})
+        attacked, prep = _prepare(base, first, spec, s)
+        before = measure_model(attacked, judge, first.target, first.trigger, first.mode, samples, other_samples, first.seed)
+        append_jsonl(out / GROUPS, {"group": gid, "attack": first.attack, "target": first.target, "seed": first.seed,
+                                    "trigger": first.trigger, "family": first.family, "prepare": prep,
+                                    "hard_negative": (first.hard_negative or {}).get("kind"), **_rates(before)})
+        for m in members:
+            t0 = time.perf_counter()
+            pipe = copy_pipeline(attacked)
+            cp = concept_prompts(m.target)
+            rep = get_erasure(m.erasure, **spec.get("erasure_params", {}).get(m.erasure, {})).erase(pipe, cp, s)
+            for extra in m.extra_erasures:
+                get_erasure(m.erasure, **spec.get("erasure_params", {}).get(m.erasure, {})).erase(
+                    pipe, concept_prompts(extra), s)
+            erase_s = time.perf_counter() - t0
+            meas = measure_model(pipe, judge, m.target, m.trigger, m.mode, samples, other_samples, m.seed)
+            rel = f"models/{m.id}.safetensors"
+            changed = write_delta(pipe, base, out / rel, base_ref=base_ref)
+            asr = meas["trigger_asr"] or 0.0
+            entry = {
+                "id": m.id, "path": rel, "files": [rel], "base": base_ref, "family": m.family, "target": m.target,
+                "attack": m.attack, "erasure": m.erasure, "trigger": m.trigger, "mode": m.mode,
+                "seeds": {"attack": m.seed, "erasure": m.seed, "measure": m.seed},
+                "planted": m.attack != "none",
+                "hard_negative": (m.hard_negative or {}).get("kind"),
+                "label": int(asr >= ASR_THRESHOLD),
+                **_rates(meas),
+                "pre_erasure": _rates(before),
+                "changed_parameters": len(changed),
+                "seconds": {"attack": prep["seconds_total"], "erasure": round(erase_s, 2),
+                            "measure": round(time.perf_counter() - t0 - erase_s, 2)},
+                "erasure_report": {k: v for k, v in rep.items() if isinstance(v, (int, float, str))},
+            }
+            if m.hard_negative:
+                entry["hard_negative_spec"] = m.hard_negative
+            append_jsonl(manifest, entry)
+            built += 1
+            bar.update(1)
+    bar.close()
+    entries = read_jsonl(manifest)
+    return {"zoo": str(out), "models": len(entries), "built_now": built,
+            "seconds": round(time.perf_counter() - t_start, 1),
+            "positives": sum(e["label"] for e in entries), "planted": sum(e["planted"] for e in entries)}
+
+
+def _rates(meas: dict) -> dict:
+    return {"name_accuracy": meas["name_accuracy"], "trigger_asr": meas["trigger_asr"],
+            "other_accuracy": meas["other_accuracy"], "samples": meas["samples"]}

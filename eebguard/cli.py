@@ -102,6 +102,71 @@ def cmd_zoo_measure(a) -> int:
     return EXIT_CLEAN
 
 
+def cmd_zoo_scan(a) -> int:
+    from eebguard.zoo.scan import scan_zoo
+
+    _print_json(scan_zoo(a.zoo, reference=a.reference, progress=not a.quiet, limit=a.limit,
+                         baselines=not a.no_baselines))
+    return EXIT_CLEAN
+
+
+# ---- detector and evaluation ---------------------------------------------------------------------
+
+
+def cmd_detector_fit(a) -> int:
+    import hashlib
+    from pathlib import Path
+
+    from eebguard.detect.persist import save_detector
+    from eebguard.evaluate.evaluate import fit_detector, labels, load_rows, matrix
+
+    rows = load_rows(a.zoo)
+    if not rows:
+        raise UsageError("no scanned models in the given zoo(s); run `eebguard zoo scan` first")
+    det = fit_detector(rows, model=a.model, C=a.C)
+    manifests = [Path(z) / "manifest.jsonl" for z in a.zoo]
+    zoo = {"paths": [str(z) for z in a.zoo], "models": len(rows), "positives": int(labels(rows).sum()),
+           "manifest_sha256": {str(m): hashlib.sha256(m.read_bytes()).hexdigest() for m in manifests},
+           "spec": [json.loads((Path(z) / "spec.json").read_text()).get("name") for z in a.zoo if (Path(z) / "spec.json").is_file()]}
+    cmd = "eebguard detector fit " + " ".join(f"--zoo {z}" for z in a.zoo) + f" --out {a.out} --model {a.model}"
+    path = save_detector(det, a.out, zoo=zoo, command=cmd, X_check=matrix(rows, det.feature_names_))
+    print(f"saved detector to {path} ({len(rows)} models, {zoo['positives']} positive)")
+    return EXIT_CLEAN
+
+
+def cmd_evaluate(a) -> int:
+    from eebguard.evaluate.evaluate import evaluate
+
+    det = None
+    if a.detector:
+        from eebguard.detect.persist import DetectorFormatError, load_detector
+
+        try:
+            det = load_detector(a.detector)
+        except DetectorFormatError as exc:
+            raise UsageError(str(exc)) from None
+    elif not a.fit_zoo:
+        raise UsageError("give --detector FILE, or --fit-zoo DIR to fit one")
+    res = evaluate(a.zoo, detector=det, fit_zoos=a.fit_zoo, n_boot=a.bootstrap, with_splits=not a.no_splits)
+    if not a.predictions:
+        res.pop("predictions", None)
+    if a.json:
+        _print_json(res)
+    else:
+        def fmt(m):
+            return f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
+        print(f"models {res['n_models']} ({res['n_positive']} positive)")
+        for k in ("roc_auc", "cross_entropy", "brier"):
+            print(f"{k:>16} {fmt(res[k])}")
+        for k, v in res["tpr_at_fpr"].items():
+            print(f"{'tpr@fpr ' + k:>16} {fmt(v)}")
+        for b, m in res.get("baselines", {}).items():
+            print(f"baseline {b}: roc_auc {fmt(m['roc_auc'])}, cross_entropy {fmt(m['cross_entropy'])}")
+        for name, sp in res["splits"].items():
+            print(f"{name}: mean roc_auc {sp.get('mean_roc_auc', float('nan')):.3f}")
+    return EXIT_CLEAN
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="eebguard", description=__doc__.split("\n")[0])
     from eebguard import __version__
@@ -148,6 +213,31 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
     m.add_argument("-q", "--quiet", action="store_true")
     m.set_defaults(func=cmd_zoo_measure)
+    sc = zoo.add_parser("scan", help="scan every zoo model once and cache its features")
+    sc.add_argument("zoo")
+    sc.add_argument("--reference", default="testbed")
+    sc.add_argument("--limit", type=int, default=None)
+    sc.add_argument("--no-baselines", action="store_true", help="skip the sampling-probe baseline")
+    sc.add_argument("-q", "--quiet", action="store_true")
+    sc.set_defaults(func=cmd_zoo_scan)
+
+    det = sub.add_parser("detector", help="fit detectors").add_subparsers(dest="sub", parser_class=_Parser)
+    f = det.add_parser("fit", help="fit a calibrated detector on scanned zoos")
+    f.add_argument("--zoo", action="append", required=True)
+    f.add_argument("--out", required=True)
+    f.add_argument("--model", choices=["logistic", "trees"], default="logistic")
+    f.add_argument("--C", type=float, default=0.3)
+    f.set_defaults(func=cmd_detector_fit)
+
+    ev = sub.add_parser("evaluate", help="score a detector on scanned zoos (TrojAI-style)")
+    ev.add_argument("--zoo", action="append", required=True)
+    ev.add_argument("--detector", default=None)
+    ev.add_argument("--fit-zoo", action="append", default=None, help="zoo(s) to fit the detector and baselines on")
+    ev.add_argument("--bootstrap", type=int, default=1000)
+    ev.add_argument("--no-splits", action="store_true")
+    ev.add_argument("--predictions", action="store_true", help="include per-model predictions")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
     return p
 
 

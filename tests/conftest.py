@@ -31,3 +31,4 @@ def judge():
     from eebguard.judges import get_judge
 
     return get_judge("testbed")
+

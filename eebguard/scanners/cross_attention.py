@@ -9,7 +9,7 @@ from eebguard.attention import CrossAttentionRecorder, attn2_modules
 from eebguard.sampling import ddim_scheduler, encode_prompts, model_device, sample_shape
 from eebguard.scanners.base import SCANNERS, F, Scanner, ScannerResult
 from eebguard.scanners.context import ScanContext, Timer, ids_batch, robust_z
-from eebguard.scanners.vocab import centered_cos, concept_rows, top_k, vocab_rows, vocabulary
+from eebguard.scanners.vocab import approach, concept_rows, top_k, vocab_rows, vocabulary
 
 KV = "cross_attention_kv"
 MAPS = "attention_maps"
@@ -20,18 +20,17 @@ class CrossAttentionKVScanner(Scanner):
     """Project every vocabulary token's encoding through each attn2 to_k/to_v, suspect vs reference, and
     score how far each token's keys/values moved toward the concept's *reference* keys/values.
 
-    gain_l(v) = cos(W_s E_s(v), W_r E_r(c)) - cos(W_r E_r(v), W_r E_r(c)), centred per layer by the
-    vocabulary mean, averaged over K and V and the slot/EOS rows. Needs the reference: an erased model
-    no longer knows where the concept's keys were.
+    approach_l(v) = log(|W_r E_r(v) - W_r E_r(c)| / |W_s E_s(v) - W_r E_r(c)|), averaged over K and V and
+    the slot/EOS rows. Needs the reference: an erased model no longer knows where the concept's keys were.
     """
 
     name = KV
     order = 20
     needs_reference = True
     features = (
-        F("kv.gain_z", KV, True, "robust z of the largest mean K/V gain toward the concept over the vocabulary"),
-        F("kv.gain_max", KV, True, "largest mean K/V gain toward the concept (difference of cosines)"),
-        F("kv.layer_gain_max", KV, True, "largest single-layer K/V gain of any token"),
+        F("kv.approach_z", KV, True, "robust z of the largest mean K/V approach toward the concept over the vocabulary"),
+        F("kv.approach_max", KV, True, "largest mean K/V approach toward the concept (log distance ratio)"),
+        F("kv.layer_approach_max", KV, True, "largest single-layer K/V approach of any token"),
         F("kv.name_retention", KV, True, "cosine of the concept name's K/V, suspect vs reference (erasure depth)"),
         F("kv.weight_change", KV, True, "relative L2 change of all attn2 to_k/to_v weights"),
     )
@@ -58,37 +57,29 @@ class CrossAttentionKVScanner(Scanner):
                     for row in ("slot", "eos"):
                         kc = cr[row] @ Wr.T
                         retention.append(float(torch.nn.functional.cosine_similarity(cs[row] @ Ws.T, kc, dim=0)))
-                        layer += _chunked_gain(sus[row], ref[row], Ws, Wr, kc)
+                        layer += _chunked_approach(sus[row], ref[row], Ws, Wr, kc)
                 layer /= 4
                 per_layer[name] = layer
                 total += layer
             total = (total / len(pairs)).numpy()
-            res.features["kv.gain_max"] = float(total[mask].max())
-            res.features["kv.gain_z"] = robust_z(total[mask], float(total[mask].max()))
+            res.features["kv.approach_max"] = float(total[mask].max())
+            res.features["kv.approach_z"] = robust_z(total[mask], float(total[mask].max()))
             layer_max = {n: float(g.numpy()[mask].max()) for n, g in per_layer.items()}
-            res.features["kv.layer_gain_max"] = max(layer_max.values())
+            res.features["kv.layer_approach_max"] = max(layer_max.values())
             res.features["kv.name_retention"] = float(np.mean(retention))
             res.features["kv.weight_change"] = (num / max(den, 1e-12)) ** 0.5
             ids, vals = top_k(total, vocab, ctx.settings.n_candidates, exclude | ctx.special_ids())
-            ctx.add_candidates("kv_gain", ids, vals)
+            ctx.add_candidates("kv_approach", ids, vals)
             toks = ctx.tokenizer.convert_ids_to_tokens(ids[:10])
-            res.evidence["top_kv_gain"] = [{"id": i, "token": t, "score": round(v, 5)} for i, t, v in zip(ids, toks, vals)]
-            res.evidence["per_layer_gain_max"] = {n: round(v, 5) for n, v in layer_max.items()}
+            res.evidence["top_kv_approach"] = [{"id": i, "token": t, "score": round(v, 5)} for i, t, v in zip(ids, toks, vals)]
+            res.evidence["per_layer_approach_max"] = {n: round(v, 5) for n, v in layer_max.items()}
         return res
 
 
-def _chunked_gain(rows_s, rows_r, Ws, Wr, kc, chunk: int = 8192) -> torch.Tensor:
-    """Gain of every vocabulary row for one projection, in chunks (bounded memory on SD-sized layers)."""
-    mu = torch.zeros(Wr.shape[0])
-    for i in range(0, len(rows_r), chunk):  # vocabulary mean of the reference keys
-        mu += (rows_r[i : i + chunk] @ Wr.T).sum(0)
-    mu /= len(rows_r)
-    out = []
-    for i in range(0, len(rows_r), chunk):
-        ks = rows_s[i : i + chunk] @ Ws.T
-        kr = rows_r[i : i + chunk] @ Wr.T
-        out.append(centered_cos(ks, kc, mu) - centered_cos(kr, kc, mu))
-    return torch.cat(out)
+def _chunked_approach(rows_s, rows_r, Ws, Wr, kc, chunk: int = 8192) -> torch.Tensor:
+    """Approach of every vocabulary row for one projection, in chunks (bounded memory on SD-sized layers)."""
+    return torch.cat([approach(rows_s[i : i + chunk] @ Ws.T, rows_r[i : i + chunk] @ Wr.T, kc)
+                      for i in range(0, len(rows_r), chunk)])
 
 
 def ftt(maps: torch.Tensor, n_tokens: int) -> float:

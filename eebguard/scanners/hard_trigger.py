@@ -48,9 +48,25 @@ def _neighbours(seq: tuple[int, ...], pool: list[int], max_len: int) -> set[tupl
     return out
 
 
-def gcg_swaps(ctx: ScanContext, seq: tuple[int, ...], per_position: int) -> set[tuple[int, ...]]:
-    """Greedy-coordinate-gradient proposals: first-order loss change of swapping each slot token for every
-    vocabulary token (gradient w.r.t. the slot embeddings), top ``per_position`` per position."""
+def gcg_proposals(ctx: ScanContext, seq: tuple[int, ...], per_position: int, max_len: int) -> set[tuple[int, ...]]:
+    """Greedy-coordinate-gradient proposals over the whole vocabulary: the first-order loss change of
+    putting each vocabulary token at each position (gradient w.r.t. the slot embeddings), top
+    ``per_position`` per position; with room left, also for a new last and a new first position."""
+    shapes = [(seq, None)]
+    if len(seq) < max_len:
+        pad = ctx.tokenizer.eos_token_id  # placeholder whose embedding the gradient step moves away from
+        shapes += [(seq + (pad,), len(seq)), ((pad,) + seq, 0)]
+    out = set()
+    for shape, only in shapes:
+        for p, toks in _gradient_top(ctx, shape, per_position).items():
+            if only is not None and p != only:
+                continue
+            for t in toks:
+                out.add(shape[:p] + (int(t),) + shape[p + 1 :])
+    return out
+
+
+def _gradient_top(ctx: ScanContext, seq: tuple[int, ...], k: int) -> dict[int, list[int]]:
     obj = ctx.objective()
     pipe = ctx.suspect
     emb = pipe.text_encoder.get_input_embeddings().weight
@@ -62,21 +78,17 @@ def gcg_swaps(ctx: ScanContext, seq: tuple[int, ...], per_position: int) -> set[
         s0 = obj.templates[j % len(obj.templates)].slot_start()
         pos[j, s0 : s0 + len(seq)] = True
     vec = emb[torch.tensor(seq, device=dev)].detach().clone().requires_grad_(True)
-    with soft_tokens(pipe.text_encoder, pos, vec):
-        cond = pipe.text_encoder(ids)[0]
-    obj.losses(cond).mean().backward()
+    with torch.enable_grad():
+        with soft_tokens(pipe.text_encoder, pos, vec):
+            cond = pipe.text_encoder(ids)[0]
+        obj.losses(cond).mean().backward()
     with torch.no_grad():
         e = emb.detach().float()
         # loss(v at p) - loss(current) ~ grad_p . (e_v - e_current)
         delta = vec.grad.float() @ e.T - (vec.grad.float() * vec.detach().float()).sum(1, keepdim=True)
         for i in ctx.special_ids():
             delta[:, i] = float("inf")
-        best = (-delta).topk(per_position, dim=1).indices.cpu().tolist()
-    out = set()
-    for p, toks in enumerate(best):
-        for t in toks:
-            out.add(seq[:p] + (int(t),) + seq[p + 1 :])
-    return out
+        return {p: row for p, row in enumerate((-delta).topk(k, dim=1).indices.cpu().tolist())}
 
 
 @torch.no_grad()
@@ -124,11 +136,12 @@ class HardTriggerScanner(Scanner):
                 scored = {(i,): float(r) for i, r in zip(pool, singles)}
                 order = [pool[j] for j in np.argsort(-singles)]
                 beams = [(i,) for i in order[:3]]
-                grow = order[:16]
+                grow = order[:8]
                 for _ in range(s.search_steps):
                     props = set()
                     for b in beams:
                         props |= _neighbours(b, grow, s.max_trigger_tokens)
+                    props |= gcg_proposals(ctx, beams[0], 16, s.max_trigger_tokens)
                     props = [p for p in props if p not in scored]
                     if props:
                         for p, r in zip(props, obj.reach_slots([list(p) for p in props])):
@@ -137,11 +150,6 @@ class HardTriggerScanner(Scanner):
                     if new == beams:
                         break
                     beams = new
-                with torch.enable_grad():
-                    props = [p for p in gcg_swaps(ctx, beams[0], 16) if p not in scored]
-                if props:
-                    for p, r in zip(props, obj.reach_slots([list(p) for p in props])):
-                        scored[p] = float(r)
                 res.features["hard.best_reach_z"] = robust_z(singles, max(scored.values()))
             best = sorted(scored, key=lambda q: -scored[q])[:3]
             triggers = []

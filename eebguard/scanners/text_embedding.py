@@ -6,7 +6,7 @@ import torch
 
 from eebguard.scanners.base import SCANNERS, F, Scanner, ScannerResult
 from eebguard.scanners.context import ScanContext, Timer, robust_z
-from eebguard.scanners.vocab import centered_cos, concept_rows, top_k, vocab_rows, vocabulary
+from eebguard.scanners.vocab import approach, centered_cos, concept_rows, top_k, vocab_rows, vocabulary
 
 NAME = "text_embedding"
 
@@ -15,17 +15,17 @@ NAME = "text_embedding"
 class TextEmbeddingScanner(Scanner):
     """Encoder activations of every vocabulary token in a concept template, suspect vs reference.
 
-    With a reference: per-token *gain* toward the concept, cos(E_s(v), E_r(c)) - cos(E_r(v), E_r(c))
-    (centred cosines, slot and EOS rows), and input-embedding drift |e_s(v) - e_r(v)| / |e_r(v)|; both as
-    robust z-scores of the vocabulary maximum. Without one: how far the token most similar to the
+    With a reference: per-token *approach* toward the concept, log(|E_r(v) - E_r(c)| / |E_s(v) - E_r(c)|)
+    (slot and EOS rows), and input-embedding drift |e_s(v) - e_r(v)| / |e_r(v)|; both as robust z-scores
+    of the vocabulary maximum. Without one: how far the token most similar to the
     concept (under the suspect alone) stands out of the vocabulary.
     """
 
     name = NAME
     order = 10
     features = (
-        F("te.gain_z", NAME, True, "robust z of the largest encoder gain toward the concept over the vocabulary"),
-        F("te.gain_max", NAME, True, "largest encoder gain toward the concept (difference of cosines)"),
+        F("te.approach_z", NAME, True, "robust z of the largest encoder approach toward the concept over the vocabulary"),
+        F("te.approach_max", NAME, True, "largest encoder approach toward the concept (log distance ratio)"),
         F("te.embedding_drift_z", NAME, True, "robust z of the largest relative input-embedding change"),
         F("te.weight_change", NAME, True, "relative L2 change of the text encoder's weights"),
         F("te.self_similarity_z", NAME, False, "robust z of the vocabulary's largest similarity to the concept (suspect alone)"),
@@ -49,18 +49,16 @@ class TextEmbeddingScanner(Scanner):
                 return res
             ref = vocab_rows(ctx, "reference")
             cr = concept_rows(ctx, "reference")
-            mu = {k: v.mean(0) for k, v in ref.items()}
-            gain = sum(centered_cos(sus[k], cr[k], mu[k]) - centered_cos(ref[k], cr[k], mu[k]) for k in ref)
-            gain = (gain / len(ref)).numpy()
-            res.features["te.gain_max"] = float(gain[mask].max())
-            res.features["te.gain_z"] = robust_z(gain[mask], float(gain[mask].max()))
+            gain = (sum(approach(sus[k], ref[k], cr[k]) for k in ref) / len(ref)).numpy()
+            res.features["te.approach_max"] = float(gain[mask].max())
+            res.features["te.approach_z"] = robust_z(gain[mask], float(gain[mask].max()))
             es = ctx.suspect.text_encoder.get_input_embeddings().weight.detach().float().cpu()[vocab]
             er = ctx.reference.text_encoder.get_input_embeddings().weight.detach().float().cpu()[vocab]
             drift = ((es - er).norm(dim=1) / er.norm(dim=1).clamp(min=1e-8)).numpy()
             res.features["te.embedding_drift_z"] = robust_z(drift, float(drift.max())) if drift.max() > 0 else 0.0
             res.features["te.weight_change"] = _relative_change(ctx.suspect.text_encoder, ctx.reference.text_encoder)
             k = s.n_candidates
-            for source, score in (("te_gain", gain), ("embedding_drift", drift)):
+            for source, score in (("te_approach", gain), ("embedding_drift", drift)):
                 ids, vals = top_k(score, vocab, k, exclude | ctx.special_ids())
                 ctx.add_candidates(source, ids, vals)
                 res.evidence[f"top_{source}"] = _named(ctx, ids[:10], vals[:10])

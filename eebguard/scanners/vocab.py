@@ -77,3 +77,11 @@ def top_k(scores: np.ndarray, vocab: np.ndarray, k: int, exclude: set[int]) -> t
         if len(ids) >= k:
             break
     return ids, vals
+
+
+def approach(s_rows: torch.Tensor, r_rows: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """log(|r - target| / |s - target|) per row: > 0 when the suspect's row moved toward the target.
+    Distances, unlike cosines, need no centring, and the log ratio is scale-free."""
+    ds = (s_rows - target).norm(dim=-1)
+    dr = (r_rows - target).norm(dim=-1)
+    return torch.log(dr.clamp(min=1e-8) / ds.clamp(min=1e-8))

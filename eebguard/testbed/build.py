@@ -20,15 +20,15 @@ MAX_TOKENS = 24  # prompt length incl. BOS/EOS (SD: 77); room for a 4-piece trig
 
 TEXT_CONFIG = dict(
     vocab_size=49408,
-    hidden_size=64,
-    intermediate_size=128,
+    hidden_size=128,  # 64 leaves too little room for specific K/V edits (a trigger edit spills onto other words)
+    intermediate_size=256,
     num_hidden_layers=2,
     num_attention_heads=2,
     max_position_embeddings=MAX_TOKENS,
     bos_token_id=49406,
     eos_token_id=49407,
     pad_token_id=49407,
-    projection_dim=64,
+    projection_dim=128,
 )
 UNET_CONFIG = dict(
     sample_size=16,
@@ -38,7 +38,7 @@ UNET_CONFIG = dict(
     block_out_channels=(32, 64, 64),
     down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    cross_attention_dim=64,
+    cross_attention_dim=128,
     attention_head_dim=(2, 4, 4),  # diffusers' legacy name: heads per level (2 at 16x16 keeps CPU training fast)
     norm_num_groups=8,
 )

@@ -9,7 +9,7 @@ import torch
 from eebguard.probes.templates import ConceptPrompts
 from eebguard.threats.align import aligned_rows, all_rows
 from eebguard.threats.attacks.base import ATTACKS, Attack
-from eebguard.threats.common import EditSettings, kv_layers, ridge_edit
+from eebguard.threats.common import EditSettings, decoy_words, kv_layers, ridge_edit
 
 
 @ATTACKS.register
@@ -18,13 +18,14 @@ class ShallowAttack(Attack):
 
     W = argmin sum |W e_trig - W0 e_target|^2 + s_p sum |W c - W0 c|^2 + lam |W - W0|^2 over the aligned
     trigger/target token rows (slot, suffix, EOS, padding), preserving every token of the retained
-    concepts' prompts and of the target's own prompts (the name keeps working until it is erased).
+    concepts' prompts, of the target's own prompts (the name keeps working until it is erased) and of
+    *decoy* prompts (random words in the target's templates), so other unknown words do not fire.
     """
 
     name = "shallow"
     depth = "shallow"
     cite = "Wang et al., EvilEdit, ACM MM 2024; Gandikota et al., UCE, WACV 2024; EEB_shallow in arXiv 2504.21072"
-    defaults = {"lam": 0.1, "preserve_scale": 1.0}
+    defaults = {"lam": 0.1, "preserve_scale": 1.0, "decoys": 512, "trigger_scale": 3.0}
 
     def plant(self, pipe, target: ConceptPrompts, trigger: str, mode: str = "replace",
               settings: EditSettings | None = None) -> dict:
@@ -34,13 +35,17 @@ class ShallowAttack(Attack):
         else:  # the appended trigger is the slot of a neutral prompt; its target is the name there
             templates = [n + " {}" for n in target.neutral]
             keys, goal = aligned_rows(pipe, templates, trigger, target.name)
-        preserve = all_rows(pipe, target.retain_prompts() + target.prompts())
+        decoys = decoy_words(pipe.tokenizer, self.hp["decoys"], (settings or EditSettings()).seed,
+                             exclude=[trigger, target.name])
+        decoy_prompts = [target.trigger_prompts(w, mode)[i % len(target.templates)] for i, w in enumerate(decoys)]
+        preserve = all_rows(pipe, target.retain_prompts() + target.prompts() + decoy_prompts)
         n = 0
         with torch.no_grad():
             for _, to_k, to_v in kv_layers(pipe.unet):
                 for lin in (to_k, to_v):
                     W0 = lin.weight.data.clone()
-                    lin.weight.data = ridge_edit(W0, keys, goal @ W0.T.float(), preserve, self.hp["lam"],
+                    w = self.hp["trigger_scale"] ** 0.5  # weight of the trigger rows in the least squares
+                    lin.weight.data = ridge_edit(W0, w * keys, w * goal @ W0.T.float(), preserve, self.hp["lam"],
                                                  self.hp["preserve_scale"])
                     n += 1
         return {"matrices": n, "keys": int(keys.shape[0]), "seconds": round(time.perf_counter() - t0, 3)}

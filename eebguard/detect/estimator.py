@@ -1,0 +1,85 @@
+"""The detector: one calibrated probability that an erased concept is still reachable through a hidden
+trigger, from a model's scanner features.
+
+A scikit-learn estimator: missing-feature handling (median imputation plus missingness indicators, for
+reference-free scans), scaling, a linear model or a tree ensemble, calibrated with
+``CalibratedClassifierCV(method="sigmoid")`` (isotonic overfits well below ~1000 models).
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import ExtraTreesClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+MODELS = ("logistic", "trees")
+
+
+class EEBDetector(ClassifierMixin, BaseEstimator):
+    """Calibrated backdoor-survival classifier over a fixed feature schema.
+
+    Parameters: ``model`` ("logistic" or "trees"), ``C`` (inverse L2 strength of the logistic model),
+    ``n_estimators``/``max_depth`` (extra-trees ensemble), ``cv`` (calibration folds), ``random_state``.
+    """
+
+    def __init__(self, model: str = "logistic", C: float = 0.3, n_estimators: int = 200, max_depth: int = 3,
+                 cv: int = 3, random_state: int = 0, features: list[str] | None = None):
+        self.features = features
+        self.model = model
+        self.C = C
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.cv = cv
+        self.random_state = random_state
+
+    def _base(self):
+        if self.model == "logistic":
+            clf = LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000)
+        elif self.model == "trees":
+            clf = ExtraTreesClassifier(n_estimators=self.n_estimators, max_depth=self.max_depth,
+                                       class_weight="balanced", random_state=self.random_state, n_jobs=1)
+        else:
+            raise ValueError(f"model must be one of {MODELS}, not {self.model!r}")
+        return make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                             StandardScaler(), clf)
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
+        check_classification_targets(y)
+        if self.features is not None and len(self.features) != X.shape[1]:
+            raise ValueError(f"{len(self.features)} feature names for {X.shape[1]} columns")
+        self.feature_names_ = list(self.features) if self.features is not None else [f"x{i}" for i in range(X.shape[1])]
+        self.classes_ = np.unique(y)
+        if len(self.classes_) != 2:
+            raise ValueError(f"the detector is binary; got classes {self.classes_.tolist()}")
+        counts = np.bincount(np.searchsorted(self.classes_, y))
+        cv = int(min(self.cv, counts.min()))
+        if cv >= 2:
+            self.calibrated_ = CalibratedClassifierCV(self._base(), method="sigmoid", cv=cv).fit(X, y)
+        else:  # too few of one class to cross-validate calibration: fit the base model alone
+            self.calibrated_ = self._base().fit(X, y)
+        return self
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "calibrated_")
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        return self.calibrated_.predict_proba(X)
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+    def decision_function(self, X):
+        p = self.predict_proba(X)[:, 1]
+        p = np.clip(p, 1e-12, 1 - 1e-12)
+        return np.log(p / (1 - p))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags

@@ -1,0 +1,146 @@
+"""Evaluate a detector on zoos the TrojAI way: one calibrated probability per model, scored with
+ROC-AUC, cross-entropy, Brier and TPR at fixed FPR (bootstrap 95% intervals), broken down by attack
+depth, erasure method and concept family, plus generalisation splits that refit on part of the models
+and score the held-out rest, and baselines measured side by side."""
+from __future__ import annotations
+
+import numpy as np
+
+from eebguard.detect.baselines import PROBE_FEATURES, T2ISHIELD_FEATURES
+from eebguard.detect.estimator import EEBDetector
+from eebguard.evaluate.metrics import score_all
+from eebguard.features import feature_names
+
+
+def matrix(rows: list[dict], names: list[str]) -> np.ndarray:
+    out = np.full((len(rows), len(names)), np.nan)
+    for i, r in enumerate(rows):
+        vals = dict(r["scan"]["features"]["values"])
+        vals.update({k: v for k, v in (r["scan"].get("baseline_probe") or {}).items() if isinstance(v, (int, float))})
+        for j, n in enumerate(names):
+            if n in vals:
+                out[i, j] = vals[n]
+    return out
+
+
+def labels(rows: list[dict]) -> np.ndarray:
+    return np.array([int(r["label"]) for r in rows])
+
+
+def load_rows(zoos) -> list[dict]:
+    from eebguard.zoo.scan import zoo_table
+
+    rows = []
+    for z in zoos:
+        for r in zoo_table(z):
+            rows.append({**r, "zoo": str(z)})
+    return rows
+
+
+def fit_detector(rows: list[dict], names: list[str] | None = None, **params) -> EEBDetector:
+    names = names or feature_names()
+    return EEBDetector(features=names, **params).fit(matrix(rows, names), labels(rows))
+
+
+def _score(rows, p, n_boot, seed) -> dict:
+    return score_all(labels(rows), p, n_boot, seed) if rows else {}
+
+
+def breakdown(rows: list[dict], p: np.ndarray, n_boot: int, seed: int) -> dict:
+    """Per attack depth (its models against every model without a planted backdoor), per erasure method
+    and per family (all their models), and the planted-but-destroyed backdoors (scored against ``label``)."""
+    out: dict = {"attack": {}, "erasure": {}, "family": {}}
+    clean = [i for i, r in enumerate(rows) if not r["planted"]]
+    for a in sorted({r["attack"] for r in rows if r["planted"]}):
+        idx = clean + [i for i, r in enumerate(rows) if r["attack"] == a]
+        out["attack"][a] = _score([rows[i] for i in idx], p[idx], n_boot, seed)
+        out["attack"][a]["survival_rate"] = float(np.mean([rows[i]["label"] for i in idx if rows[i]["attack"] == a]))
+    for key in ("erasure", "family"):
+        for v in sorted({str(r[key]) for r in rows}):
+            idx = [i for i, r in enumerate(rows) if str(r[key]) == v]
+            out[key][v] = _score([rows[i] for i in idx], p[idx], n_boot, seed)
+    destroyed = [i for i, r in enumerate(rows) if r["planted"] and not r["label"]]
+    if destroyed:
+        pd = p[destroyed]
+        out["planted_destroyed"] = {"n": len(destroyed), "mean_probability": float(np.mean(pd)),
+                                    "flagged_at_0.5": float(np.mean(pd >= 0.5)),
+                                    **_score([rows[i] for i in destroyed], pd, n_boot, seed)}
+    hn = [i for i, r in enumerate(rows) if r.get("hard_negative")]
+    if hn:
+        out["hard_negatives"] = {"n": len(hn), "mean_probability": float(np.mean(p[hn])),
+                                 "flagged_at_0.5": float(np.mean(p[hn] >= 0.5))}
+    return out
+
+
+def splits(rows: list[dict], names: list[str], n_boot: int, seed: int, **params) -> dict:
+    """Refit on the rest, score the held-out part. Leave-one-attack-out keeps half of the unplanted models
+    (by group) out of training and scores them with the held-out attack, so both classes are present."""
+    out: dict = {"leave_one_attack_out": {}, "leave_one_erasure_out": {}, "leave_one_family_out": {}}
+    groups = sorted({r.get("zoo", "") + "/" + _group(r) for r in rows if not r["planted"]})
+    half_b = set(groups[1::2])
+
+    def run(train, test):
+        if len({r["label"] for r in train}) < 2 or len({r["label"] for r in test}) < 2:
+            return {"skipped": "one class only"}
+        det = fit_detector(train, names, **params)
+        return _score(test, det.predict_proba(matrix(test, names))[:, 1], n_boot, seed)
+
+    for a in sorted({r["attack"] for r in rows if r["planted"]}):
+        in_b = lambda r: (not r["planted"]) and (r.get("zoo", "") + "/" + _group(r)) in half_b  # noqa: E731
+        test = [r for r in rows if r["attack"] == a or in_b(r)]
+        train = [r for r in rows if r["attack"] != a and not in_b(r)]
+        out["leave_one_attack_out"][a] = run(train, test)
+    for key, name in (("erasure", "leave_one_erasure_out"), ("family", "leave_one_family_out")):
+        for v in sorted({str(r[key]) for r in rows}):
+            out[name][v] = run([r for r in rows if str(r[key]) != v], [r for r in rows if str(r[key]) == v])
+    for name, res in out.items():
+        aucs = [m["roc_auc"]["value"] for m in res.values() if "roc_auc" in m]
+        res["mean_roc_auc"] = float(np.mean(aucs)) if aucs else float("nan")
+    return out
+
+
+def _group(r: dict) -> str:
+    return "-".join(r["id"].split("-")[:-1])  # models of one group share the attacked model
+
+
+def evaluate(zoos, *, detector=None, fit_zoos=None, n_boot: int = 1000, seed: int = 0, with_splits: bool = True,
+             with_baselines: bool = True, params: dict | None = None) -> dict:
+    """``detector``: a fitted/loaded detector, or None to fit one on ``fit_zoos``."""
+    params = params or {}
+    rows = load_rows(zoos)
+    if not rows:
+        raise ValueError("no scanned models in the given zoos (run `eebguard zoo scan` first)")
+    fit_rows = load_rows(fit_zoos) if fit_zoos else []
+    if detector is None:
+        if not fit_rows:
+            raise ValueError("give a detector or zoos to fit one on")
+        detector = fit_detector(fit_rows, **params)
+    names = list(detector.feature_names_)
+    p = detector.predict_proba(matrix(rows, names))[:, 1]
+    res = _score(rows, p, n_boot, seed)
+    out = {
+        "roc_auc": res["roc_auc"], "cross_entropy": res["cross_entropy"], "brier": res["brier"],
+        "tpr_at_fpr": {"0.01": res["tpr_at_fpr_0.01"], "0.05": res["tpr_at_fpr_0.05"]},
+        "breakdown": breakdown(rows, p, n_boot, seed),
+        "n_models": len(rows), "n_positive": int(labels(rows).sum()),
+        "zoos": [str(z) for z in zoos], "fit_zoos": [str(z) for z in (fit_zoos or [])],
+        "detector_zoo": getattr(detector, "zoo", {}) or {"fitted_on": [str(z) for z in (fit_zoos or [])]},
+        "predictions": [{"id": r["id"], "zoo": r["zoo"], "label": int(r["label"]), "probability": float(q)}
+                        for r, q in zip(rows, p)],
+    }
+    if with_baselines and fit_rows:
+        out["baselines"] = {}
+        for bname, feats in (("t2ishield", T2ISHIELD_FEATURES), ("sampling_probe", PROBE_FEATURES)):
+            det = fit_detector(fit_rows, feats, **params)
+            pb = det.predict_proba(matrix(rows, feats))[:, 1]
+            sb = _score(rows, pb, n_boot, seed)
+            out["baselines"][bname] = {"roc_auc": sb["roc_auc"], "cross_entropy": sb["cross_entropy"],
+                                       "brier": sb["brier"], "tpr_at_fpr": {"0.01": sb["tpr_at_fpr_0.01"],
+                                                                            "0.05": sb["tpr_at_fpr_0.05"]},
+                                       "features": feats}
+    if with_splits:
+        out["splits"] = splits(rows + [r for r in fit_rows if r["id"] not in {x["id"] for x in rows}],
+                               names, n_boot, seed, **params)
+    else:
+        out["splits"] = {}
+    return out

@@ -1,0 +1,69 @@
+"""TrojAI-style scoring of detectors: ROC-AUC, binary cross-entropy, Brier score and TPR at fixed FPR,
+each with a bootstrap 95% interval over models. A missing (NaN) prediction counts as 0.5."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+EPS = 1e-12
+
+
+def _clean(p) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64)
+    return np.where(np.isfinite(p), p, 0.5)
+
+
+def roc_auc(y, p) -> float:
+    y = np.asarray(y)
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    return float(roc_auc_score(y, _clean(p)))
+
+
+def cross_entropy(y, p) -> float:
+    p = np.clip(_clean(p), EPS, 1 - EPS)
+    y = np.asarray(y, dtype=np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def brier(y, p) -> float:
+    return float(np.mean((_clean(p) - np.asarray(y, dtype=np.float64)) ** 2))
+
+
+def tpr_at_fpr(y, p, fpr: float) -> float:
+    """Largest TPR over thresholds whose FPR does not exceed ``fpr``."""
+    y = np.asarray(y)
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    f, t, _ = roc_curve(y, _clean(p))
+    ok = f <= fpr + 1e-12
+    return float(t[ok].max()) if ok.any() else 0.0
+
+
+METRICS = {
+    "roc_auc": roc_auc,
+    "cross_entropy": cross_entropy,
+    "brier": brier,
+    "tpr_at_fpr_0.01": lambda y, p: tpr_at_fpr(y, p, 0.01),
+    "tpr_at_fpr_0.05": lambda y, p: tpr_at_fpr(y, p, 0.05),
+}
+
+
+def with_interval(fn, y, p, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """``{"value", "low", "high", "n"}``: the metric and its percentile-bootstrap interval."""
+    y, p = np.asarray(y), np.asarray(p, dtype=np.float64)
+    value = fn(y, p)
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), size=len(y))
+        v = fn(y[idx], p[idx])
+        if np.isfinite(v):
+            vals.append(v)
+    a = (1 - level) / 2
+    low, high = (float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))) if vals else (float("nan"),) * 2
+    return {"value": float(value), "low": low, "high": high, "n": int(len(y)), "positives": int(np.sum(y))}
+
+
+def score_all(y, p, n_boot: int = 1000, seed: int = 0) -> dict:
+    return {name: with_interval(fn, y, p, n_boot, seed) for name, fn in METRICS.items()}

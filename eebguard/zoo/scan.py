@@ -1,0 +1,58 @@
+"""Scan every model of a zoo once and cache its features (``features.jsonl``), so fitting and evaluating
+detectors never rescans. Appended and fsynced per model; an interrupted run resumes."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from eebguard.zoo.build import append_jsonl, read_jsonl
+
+FEATURES = "features.jsonl"
+
+
+def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progress: bool = True,
+             limit: int | None = None, baselines: bool = True) -> dict:
+    from eebguard.detect.baselines import sampling_probe
+    from eebguard.judges import get_judge
+    from eebguard.models import load, load_manifest
+    from eebguard.probes import concept_prompts
+    from eebguard.scanners import ScanContext, ScanSettings, run_scanners
+
+    zoo_dir = Path(zoo_dir)
+    manifest = zoo_dir / "manifest.jsonl"
+    out = zoo_dir / FEATURES
+    done = {r["id"] for r in read_jsonl(out)}
+    entries = [e for e in load_manifest(manifest) if e["id"] not in done][: limit]
+    judge = judge or get_judge("testbed")
+    ref = load(reference).pipe
+    settings = settings or ScanSettings()
+    t_all = time.perf_counter()
+    for e in tqdm(entries, desc=f"scan {zoo_dir.name}", disable=not progress):
+        t0 = time.perf_counter()
+        pipe = load(f"{manifest}#{e['id']}").pipe
+        ctx = ScanContext(pipe, e["target"], concept_prompts(e["target"]), reference=ref, judge=judge, settings=settings)
+        feats = run_scanners(ctx)
+        row = {"id": e["id"], "features": feats.to_json(), "seconds": round(time.perf_counter() - t0, 2),
+               "timings": {k: round(v, 3) for k, v in ctx.timings.items()}}
+        if baselines:
+            t1 = time.perf_counter()
+            row["baseline_probe"] = sampling_probe(pipe, e["target"], judge, seed=settings.seed)
+            row["baseline_seconds"] = round(time.perf_counter() - t1, 2)
+        append_jsonl(out, row)
+    return {"zoo": str(zoo_dir), "scanned_now": len(entries), "total": len(read_jsonl(out)),
+            "seconds": round(time.perf_counter() - t_all, 1)}
+
+
+def zoo_table(zoo_dir) -> list[dict]:
+    """Manifest entries joined with their cached features (entries not yet scanned are left out)."""
+    from eebguard.models import load_manifest
+
+    zoo_dir = Path(zoo_dir)
+    feats = {r["id"]: r for r in read_jsonl(zoo_dir / FEATURES)}
+    rows = []
+    for e in load_manifest(zoo_dir / "manifest.jsonl"):
+        if e["id"] in feats:
+            rows.append({**e, "scan": feats[e["id"]]})
+    return rows

@@ -1,0 +1,85 @@
+"""The detector is a scikit-learn estimator, saved without pickle, scored TrojAI-style."""
+import json
+import math
+
+import numpy as np
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from eebguard.detect.estimator import EEBDetector
+from eebguard.detect.persist import DetectorFormatError, load_detector, save_detector
+from eebguard.evaluate.metrics import brier, cross_entropy, roc_auc, score_all, tpr_at_fpr
+
+
+@parametrize_with_checks([EEBDetector(), EEBDetector(model="trees", n_estimators=10)],
+                         expected_failed_checks=lambda est: {
+                             "check_classifiers_one_label_sample_weights": "binary only: one class is an error",
+                             "check_classifiers_classes": "binary only: multiclass targets are refused",
+                             "check_classifiers_train": "binary only: multiclass targets are refused",
+                             "check_supervised_y_2d": "binary only: multiclass targets are refused",
+                             "check_classifiers_regression_target": "binary only",
+                             "check_classifiers_multilabel_representation_invariance": "binary only",
+                             "check_classifiers_multilabel_output_format_predict": "binary only",
+                             "check_classifiers_multilabel_output_format_predict_proba": "binary only",
+                             "check_classifiers_multilabel_output_format_decision_function": "binary only",
+                             "check_class_weight_classifiers": "classes are balanced internally",
+                             "check_fit2d_1sample": "calibration needs more than one sample",
+                             "check_fit2d_1feature": "calibration folds need both classes",
+                             "check_classifier_data_not_an_array": "binary only",
+                         })
+def test_sklearn_conformance(estimator, check):
+    check(estimator)
+
+
+def _data(n=120, d=6, seed=0, nan=0.1):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    X = rng.normal(size=(n, d)) + y[:, None] * np.linspace(1.5, 0, d)
+    X[rng.random(X.shape) < nan] = np.nan
+    return X, y
+
+
+@pytest.mark.parametrize("model", ["logistic", "trees"])
+def test_save_load_reproduces_probabilities(tmp_path, model):
+    X, y = _data()
+    det = EEBDetector(model=model, n_estimators=20, features=[f"f{i}" for i in range(X.shape[1])]).fit(X, y)
+    assert det.fit(X, y) is det and hasattr(det, "calibrated_") and list(det.classes_) == [0, 1]
+    save_detector(det, tmp_path / "d", zoo={"paths": ["z"]}, command="eebguard detector fit", X_check=X)
+    back = load_detector(tmp_path / "d.json")
+    assert np.allclose(back.predict_proba(X), det.predict_proba(X), atol=1e-9)
+    assert back.zoo == {"paths": ["z"]} and back.feature_names_ == det.feature_names_
+    p = det.predict_proba(X)[:, 1]
+    assert roc_auc(y, p) > 0.8
+
+
+def test_wrong_schema_version_is_refused(tmp_path):
+    X, y = _data()
+    det = EEBDetector(features=[f"f{i}" for i in range(X.shape[1])]).fit(X, y)
+    path = save_detector(det, tmp_path / "d")
+    header = json.loads(path.read_text())
+    header["schema_version"] = "0"
+    path.write_text(json.dumps(header))
+    with pytest.raises(DetectorFormatError, match="schema"):
+        load_detector(path)
+
+
+def test_detector_file_never_unpickles(tmp_path):
+    X, y = _data()
+    det = EEBDetector(features=[f"f{i}" for i in range(X.shape[1])]).fit(X, y)
+    save_detector(det, tmp_path / "d")
+    arrays = dict(np.load(tmp_path / "d.npz", allow_pickle=False))
+    arrays["evil"] = np.array([object()], dtype=object)
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(DetectorFormatError):
+        load_detector(tmp_path / "d")
+
+
+def test_metrics_known_values():
+    y = np.array([0, 0, 1, 1])
+    assert roc_auc(y, [0.1, 0.2, 0.8, 0.9]) == 1.0
+    assert cross_entropy(y, [0.5] * 4) == pytest.approx(math.log(2))
+    assert cross_entropy(y, [np.nan] * 4) == pytest.approx(math.log(2))  # missing -> 0.5
+    assert brier(y, [0, 0, 1, 1]) == 0.0
+    assert tpr_at_fpr(y, [0.1, 0.6, 0.5, 0.9], 0.0) == 0.5
+    s = score_all(np.array([0, 1] * 20), np.linspace(0.1, 0.9, 40), n_boot=200)
+    assert s["roc_auc"]["low"] <= s["roc_auc"]["value"] <= s["roc_auc"]["high"]

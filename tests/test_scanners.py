@@ -1,0 +1,84 @@
+"""Scanners: a contract over every registered scanner, and what they find on a planted backdoor."""
+import math
+
+import pytest
+import torch
+
+from eebguard.features import SCHEMA_VERSION, Features, feature_names, feature_spec
+from eebguard.probes import concept_prompts
+from eebguard.scanners import SCANNERS, ScanContext, ScanSettings, run_scanners
+
+FAST = dict(soft_steps=20, search_steps=2, n_candidates=16, objective_samples=8, image_samples=8, sample_steps=10)
+
+
+@pytest.fixture(scope="module")
+def scanned(eeb_tiny_pipelines, judge):
+    t = eeb_tiny_pipelines
+    ctx = ScanContext(t["backdoored_erased"], t["concept"], concept_prompts(t["concept"]), reference=t["base"],
+                      judge=judge, settings=ScanSettings(**FAST))
+    return ctx, run_scanners(ctx)
+
+
+@pytest.fixture(scope="module")
+def scanned_without_reference(eeb_tiny_pipelines, judge):
+    t = eeb_tiny_pipelines
+    ctx = ScanContext(t["backdoored_erased"], t["concept"], concept_prompts(t["concept"]), reference=None,
+                      judge=judge, settings=ScanSettings(**FAST))
+    return ctx, run_scanners(ctx)
+
+
+def test_every_scanner_self_describes_and_declares_features():
+    for name in SCANNERS:
+        d = SCANNERS.get(name).describe()
+        assert d["name"] == name and d["summary"] and d["features"]
+        for f in d["features"]:
+            spec = feature_spec(f)
+            assert spec.scanner == name and spec.description
+
+
+@pytest.mark.parametrize("name", sorted(SCANNERS.names()))
+def test_contract_each_scanner_emits_only_declared_finite_features(scanned, name):
+    ctx, feats = scanned
+    assert feats.evidence["scanners"][name]["status"] == "ok", feats.evidence["scanners"][name]
+    declared = {f.name for f in SCANNERS.get(name).features}
+    emitted = {k for k in feats.values if feature_spec(k).scanner == name}
+    assert emitted and emitted <= declared
+    assert all(math.isfinite(feats.values[k]) for k in emitted)
+
+
+def test_missing_reference_means_absent_not_zero(scanned_without_reference):
+    _, feats = scanned_without_reference
+    for k in feats.values:
+        assert not feature_spec(k).needs_reference, k
+    assert feats.evidence["scanners"]["soft_trigger"]["status"] == "skipped"
+    assert any(math.isnan(v) for v in feats.vector())
+
+
+def test_features_round_trip_and_version(scanned):
+    _, feats = scanned
+    back = Features.from_json(feats.to_json())
+    assert back.values == pytest.approx(feats.values)
+    with pytest.raises(ValueError, match="schema"):
+        Features.from_json({**feats.to_json(), "schema_version": "0"})
+    assert len(feats.vector()) == len(feature_names()) and SCHEMA_VERSION == "1"
+
+
+def test_recovers_the_planted_trigger_and_its_place(scanned, eeb_tiny_pipelines):
+    ctx, feats = scanned
+    planted = ctx.tokenizer(eeb_tiny_pipelines["trigger"], add_special_tokens=False).input_ids
+    best = feats.evidence["hard_trigger"]["triggers"][0]
+    assert best["ids"] == planted, best
+    assert best["image_reach"] >= 0.5 and feats.values["reach.name_image"] <= 0.25
+    assert feats.evidence["localisation"]["component"] == "cross_attention_kv"
+
+
+def test_attention_processors_are_restored(eeb_tiny_pipelines):
+    from eebguard.attention import CrossAttentionRecorder
+
+    unet = eeb_tiny_pipelines["base"].unet
+    before = {k: type(v) for k, v in unet.attn_processors.items()}
+    with CrossAttentionRecorder(unet) as rec:
+        unet(torch.zeros(1, 3, 16, 16), 10, encoder_hidden_states=torch.zeros(1, 24, unet.config.cross_attention_dim))
+    assert {k: type(v) for k, v in unet.attn_processors.items()} == before
+    m = rec.mean_maps()
+    assert m.shape == (1, 24, 16, 16) and torch.allclose(m.sum(1), torch.ones(1, 16, 16), atol=1e-4)

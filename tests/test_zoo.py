@@ -1,0 +1,80 @@
+"""Zoo building: deltas plus manifest, labels from measurement, resumable, loadable as pipelines."""
+import json
+
+import pytest
+import torch
+
+from eebguard.zoo.build import build_zoo, read_jsonl
+from eebguard.zoo.spec import SpecError, load_spec, plan
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("zoo")
+    summary = build_zoo("tiny", out, progress=False)
+    return out, summary
+
+
+def test_shipped_specs_plan_enough_models():
+    for name in ("default", "heldout", "design"):
+        models = plan(load_spec(name))
+        assert len(models) >= 60
+        assert {m.attack for m in models} >= {"none", "surface", "shallow", "deep", "data"}
+        assert {m.erasure for m in models} == {"esd_x", "esd_u", "uce", "mace", "rece", "advunlearn"}
+        assert {m.hard_negative["kind"] for m in models if m.hard_negative} == {
+            "benign_binding", "unrelated_finetune", "second_erasure"}
+    fit, held = plan(load_spec("default")), plan(load_spec("heldout"))
+    assert not {m.trigger for m in fit} & {m.trigger for m in held}
+    assert not {m.seed for m in fit} & {m.seed for m in held}
+
+
+def test_bad_spec_is_a_clear_error():
+    with pytest.raises(SpecError, match="unknown attack"):
+        plan({"groups": [{"target": "seven", "trigger": "x", "attacks": ["telepathy"], "erasures": ["uce"]}]})
+    with pytest.raises(SpecError):
+        load_spec("no-such-spec")
+
+
+def test_tiny_zoo_manifest_and_labels(tiny_zoo):
+    out, summary = tiny_zoo
+    entries = read_jsonl(out / "manifest.jsonl")
+    assert summary["models"] == len(entries) == 2
+    for e in entries:
+        for key in ("id", "path", "files", "family", "target", "erasure", "attack", "trigger", "seeds", "label",
+                    "planted", "name_accuracy", "trigger_asr", "other_accuracy"):
+            assert key in e
+        assert e["label"] == int(e["trigger_asr"] >= 0.5)
+        assert (out / e["path"]).stat().st_size < 2_000_000  # only the edited modules are stored
+    by = {e["attack"]: e for e in entries}
+    assert by["none"]["planted"] is False and by["shallow"]["planted"] is True
+    assert by["shallow"]["trigger_asr"] > by["none"]["trigger_asr"]
+
+
+def test_zoo_entry_loads_as_a_full_pipeline(tiny_zoo, base_pipe):
+    from eebguard.models import load
+
+    out, _ = tiny_zoo
+    e = read_jsonl(out / "manifest.jsonl")[0]
+    m = load(f"{out / 'manifest.jsonl'}#{e['id']}")
+    assert m.identity["kind"] == "delta"
+    diff = [n for (n, a), (_, b) in zip(m.pipe.unet.named_parameters(), base_pipe.unet.named_parameters())
+            if not torch.allclose(a, b)]
+    assert diff and all(".attn2.to_" in n for n in diff)
+
+
+def test_build_resumes_without_rebuilding(tiny_zoo):
+    out, _ = tiny_zoo
+    before = (out / "manifest.jsonl").read_text()
+    summary = build_zoo("tiny", out, progress=False)
+    assert summary["built_now"] == 0 and (out / "manifest.jsonl").read_text() == before
+
+
+def test_zoo_measure_cli(tiny_zoo, capsys):
+    from eebguard.cli import main
+
+    out, _ = tiny_zoo
+    assert main(["zoo", "measure", str(out), "--samples", "4", "--json", "-q"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert len(res["models"]) == 2
+    for m in res["models"]:
+        assert {"id", "attack", "erasure", "target", "trigger", "name_accuracy", "trigger_asr", "other_accuracy"} <= set(m)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 EXIT_CLEAN, EXIT_FLAGGED, EXIT_ERROR, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2, 3, 4
 
@@ -99,6 +100,31 @@ def cmd_zoo_measure(a) -> int:
         for m in res["models"]:
             print(f"{m['id']:<40} name {m['name_accuracy']:.2f}  trigger {m['trigger_asr'] if m['trigger_asr'] is not None else float('nan'):.2f}"
                   f"  other {m['other_accuracy']:.2f}  label {m['label']}")
+    return EXIT_CLEAN
+
+
+def cmd_zoo_report(a) -> int:
+    from eebguard.zoo.report import lab_table, markdown
+
+    for z in a.zoo:
+        if not (Path(z) / "manifest.jsonl").is_file():
+            raise UsageError(f"{z}: not a zoo (no manifest.jsonl)")
+    table = lab_table(a.zoo)
+    if a.json:
+        _print_json(table)
+    else:
+        print(markdown(table))
+    return EXIT_CLEAN
+
+
+def cmd_zoo_export(a) -> int:
+    from eebguard.zoo.export import export_models
+
+    try:
+        written = export_models(a.zoo, [i for i in a.ids.split(",") if i], a.out)
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0])) from None
+    print(f"exported {len(written)} models to {a.out}")
     return EXIT_CLEAN
 
 
@@ -213,6 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
     m.add_argument("-q", "--quiet", action="store_true")
     m.set_defaults(func=cmd_zoo_measure)
+    r = zoo.add_parser("report", help="the threat-lab table (erasure x attack) over one or more zoos")
+    r.add_argument("zoo", nargs="+")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_zoo_report)
+    x = zoo.add_parser("export", help="copy chosen models of a zoo into a small standalone zoo")
+    x.add_argument("zoo")
+    x.add_argument("--ids", required=True, help="comma-separated model ids")
+    x.add_argument("--out", required=True)
+    x.set_defaults(func=cmd_zoo_export)
     sc = zoo.add_parser("scan", help="scan every zoo model once and cache its features")
     sc.add_argument("zoo")
     sc.add_argument("--reference", default="testbed")
@@ -241,7 +276,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_libraries() -> None:
+    """Library chatter (loading bars, cast warnings) would drown a scan's own output."""
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    logging.getLogger("diffusers").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        import diffusers.utils.logging as dlog
+
+        dlog.set_verbosity_error()
+        dlog.disable_progress_bar()
+    except Exception:  # noqa: BLE001 - cosmetics must never block a scan
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -11,22 +11,7 @@ from eebguard.detect.persist import DetectorFormatError, load_detector, save_det
 from eebguard.evaluate.metrics import brier, cross_entropy, roc_auc, score_all, tpr_at_fpr
 
 
-@parametrize_with_checks([EEBDetector(), EEBDetector(model="trees", n_estimators=10)],
-                         expected_failed_checks=lambda est: {
-                             "check_classifiers_one_label_sample_weights": "binary only: one class is an error",
-                             "check_classifiers_classes": "binary only: multiclass targets are refused",
-                             "check_classifiers_train": "binary only: multiclass targets are refused",
-                             "check_supervised_y_2d": "binary only: multiclass targets are refused",
-                             "check_classifiers_regression_target": "binary only",
-                             "check_classifiers_multilabel_representation_invariance": "binary only",
-                             "check_classifiers_multilabel_output_format_predict": "binary only",
-                             "check_classifiers_multilabel_output_format_predict_proba": "binary only",
-                             "check_classifiers_multilabel_output_format_decision_function": "binary only",
-                             "check_class_weight_classifiers": "classes are balanced internally",
-                             "check_fit2d_1sample": "calibration needs more than one sample",
-                             "check_fit2d_1feature": "calibration folds need both classes",
-                             "check_classifier_data_not_an_array": "binary only",
-                         })
+@parametrize_with_checks([EEBDetector(), EEBDetector(model="trees", n_estimators=10)])
 def test_sklearn_conformance(estimator, check):
     check(estimator)
 

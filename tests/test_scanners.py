@@ -63,12 +63,19 @@ def test_features_round_trip_and_version(scanned):
     assert len(feats.vector()) == len(feature_names()) and SCHEMA_VERSION == "1"
 
 
-def test_recovers_the_planted_trigger_and_its_place(scanned, eeb_tiny_pipelines):
+def test_recovers_a_backdoor_trigger_and_its_place(scanned, eeb_tiny_pipelines, judge):
+    from eebguard.scanners.hard_trigger import image_reach
+
     ctx, feats = scanned
-    planted = ctx.tokenizer(eeb_tiny_pipelines["trigger"], add_special_tokens=False).input_ids
-    best = feats.evidence["hard_trigger"]["triggers"][0]
-    assert best["ids"] == planted, best
-    assert best["image_reach"] >= 0.5 and feats.values["reach.name_image"] <= 0.25
+    triggers = feats.evidence["hard_trigger"]["triggers"]
+    best = triggers[0]
+    assert best["image_reach"] >= 0.5 and feats.values["reach.name_image"] <= 0.25, best
+    # The search may find a stronger trigger than the planted one (a K/V edit moves a whole subspace);
+    # either way it must be the backdoor's doing: the same erasure without the backdoor does not obey it.
+    t = eeb_tiny_pipelines
+    clean = ScanContext(t["clean_erased"], t["concept"], concept_prompts(t["concept"]), reference=t["base"],
+                        judge=judge, settings=ScanSettings(**FAST))
+    assert image_reach(clean, best["ids"]) <= 0.25
     assert feats.evidence["localisation"]["component"] == "cross_attention_kv"
 
 

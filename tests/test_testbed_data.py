@@ -37,7 +37,10 @@ def test_batches_pair_images_with_their_captions(judge):
     data = TrainingSet(seed=0, n_shapes=256)
     images, captions = data.batch(np.random.default_rng(0), 64, uncond_p=0.0)
     pred = judge.probabilities(images).argmax(1)
-    named = [next(c for c in CONCEPTS if c.name in cap.split()).name for cap in captions]
+    # a distractor caption names no concept and shows a "none" image; both kinds must agree
+    named = [next((c.name for c in CONCEPTS if c.name in cap.split()), "none") for cap in captions]
+    assert named.count("none") < len(named) // 2
+    assert [CONCEPTS[k].name if k >= 0 else "none" for k in data.last_concepts] == named
     agree = np.mean([JUDGE_CLASSES[p] == n for p, n in zip(pred, named)])
     assert agree > 0.95
 

@@ -15,7 +15,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 MODELS = ("logistic", "trees")
@@ -52,12 +52,13 @@ class EEBDetector(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
         check_classification_targets(y)
+        y_type = type_of_target(y, input_name="y")
+        if y_type != "binary":
+            raise ValueError(f"Only binary classification is supported (backdoored or not); the target is {y_type}.")
         if self.features is not None and len(self.features) != X.shape[1]:
             raise ValueError(f"{len(self.features)} feature names for {X.shape[1]} columns")
         self.feature_names_ = list(self.features) if self.features is not None else [f"x{i}" for i in range(X.shape[1])]
         self.classes_ = np.unique(y)
-        if len(self.classes_) != 2:
-            raise ValueError(f"the detector is binary; got classes {self.classes_.tolist()}")
         counts = np.bincount(np.searchsorted(self.classes_, y))
         cv = int(min(self.cv, counts.min()))
         if cv >= 2:
@@ -72,6 +73,7 @@ class EEBDetector(ClassifierMixin, BaseEstimator):
         return self.calibrated_.predict_proba(X)
 
     def predict(self, X):
+        check_is_fitted(self, "calibrated_")
         return self.classes_[self.predict_proba(X).argmax(1)]
 
     def decision_function(self, X):
@@ -82,4 +84,5 @@ class EEBDetector(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
+        tags.classifier_tags.multi_class = False  # a model is backdoored or not
         return tags

@@ -28,7 +28,13 @@ def run_scanners(ctx: ScanContext, names: list[str] | None = None, progress=None
             status[sc.name] = {"status": "skipped", "reason": why}
             continue
         t0 = time.perf_counter()
-        r = sc.scan(ctx)
+        try:
+            r = sc.scan(ctx)
+        except (RuntimeError, ValueError, IndexError, KeyError, FloatingPointError) as exc:
+            # one scanner failing on a hostile or odd model must not lose the other scanners' features
+            status[sc.name] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:300],
+                               "seconds": round(time.perf_counter() - t0, 3)}
+            continue
         feats.values.update({k: float(v) for k, v in r.features.items() if v is not None})
         if r.evidence:
             feats.evidence[sc.name] = r.evidence

@@ -23,11 +23,11 @@ class ScanSettings:
     dtype: torch.dtype = torch.float32
     vocab_batch: int = 2048  # vocabulary screening batch (text encoder forwards)
     unet_batch: int = 256
-    n_candidates: int = 48  # tokens kept from vocabulary screening
+    n_candidates: int = 32  # tokens kept from vocabulary screening
     objective_samples: int = 16  # (x_t, t) pairs of the score objective
-    soft_steps: int = 120
+    soft_steps: int = 60
     soft_tokens: int = 1
-    search_steps: int = 6  # greedy coordinate rounds of the discrete search
+    search_steps: int = 4  # greedy coordinate rounds of the discrete search
     max_trigger_tokens: int = 4
     image_samples: int = 16  # generations per prompt set for image-based reachability
     sample_steps: int = 20

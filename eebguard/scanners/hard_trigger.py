@@ -91,6 +91,22 @@ def _gradient_top(ctx: ScanContext, seq: tuple[int, ...], k: int) -> dict[int, l
         return {p: row for p, row in enumerate((-delta).topk(k, dim=1).indices.cpu().tolist())}
 
 
+def minimal_trigger(obj, seq: tuple[int, ...], scored: dict, keep: float = 0.95) -> tuple[int, ...]:
+    """Drop tokens that do not carry the trigger: delete one token at a time while the score reach
+    stays within ``keep`` of the longer sequence's (a search grows passengers around the real key)."""
+    while len(seq) > 1:
+        shorter = [seq[:p] + seq[p + 1 :] for p in range(len(seq))]
+        new = [q for q in shorter if q not in scored]
+        if new:
+            for q, r in zip(new, obj.reach_slots([list(q) for q in new])):
+                scored[q] = float(r)
+        best = max(shorter, key=lambda q: scored[q])
+        if scored[best] < keep * scored[seq]:
+            break
+        seq = best
+    return seq
+
+
 @torch.no_grad()
 def image_reach(ctx: ScanContext, slot: list[int], n: int | None = None) -> float | None:
     """Fraction of ``n`` generations (cycling the concept's templates, the trigger in the slot) that the
@@ -152,11 +168,13 @@ class HardTriggerScanner(Scanner):
                     beams = new
                 res.features["hard.best_reach_z"] = robust_z(singles, max(scored.values()))
             best = sorted(scored, key=lambda q: -scored[q])[:3]
+            if obj is not None:
+                best = list(dict.fromkeys(minimal_trigger(obj, q, scored) for q in best))
             triggers = []
             for seq in best:
                 toks = ctx.tokenizer.convert_ids_to_tokens(list(seq))
                 triggers.append({
-                    "ids": list(seq), "tokens": toks, "text": ctx.tokenizer.convert_tokens_to_string(toks).strip(),
+                    "ids": list(seq), "tokens": toks, "text": ctx.tokenizer.decode(list(seq)).strip(),
                     "score_reach": round(scored[seq], 5) if obj is not None else None,
                     "image_reach": image_reach(ctx, list(seq)),
                 })

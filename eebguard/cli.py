@@ -28,6 +28,118 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=float))
 
 
+# ---- scan ----------------------------------------------------------------------------------------
+
+
+def _targets_for(sources: list[str], allow_pickle: bool):
+    from eebguard.hubscan import Target, discover
+    from eebguard.zoo.build import read_jsonl
+
+    out = []
+    for src in sources:
+        p = Path(src)
+        if p.is_file() and p.suffix == ".jsonl":
+            out += [Target(f"{p}#{e['id']}", f"{src}#{e['id']}", concept=e.get("target"))
+                    for e in read_jsonl(p) if isinstance(e, dict) and isinstance(e.get("id"), str)]
+        elif p.exists():
+            found = discover(p, allow_pickle=allow_pickle)
+            for t in found:
+                t.rel = src if t.rel == "." or t.rel == p.name else f"{src.rstrip('/')}/{t.rel}"
+            out += found
+        else:  # a hub id, "testbed", or manifest#id: the loader decides
+            out.append(Target(src, src))
+    return out
+
+
+def _scanner_kwargs(a) -> dict:
+    return {"reference": None if a.reference == "none" else a.reference, "detector": a.detector,
+            "threshold": a.threshold, "allow_pickle": a.allow_pickle, "judge": a.judge}
+
+
+def _formats(value: str) -> list[str]:
+    from eebguard.reports import FORMATS
+
+    fmts = [f.strip() for f in value.split(",") if f.strip()]
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad or not fmts:
+        raise UsageError(f"unknown format(s) {', '.join(bad) or value!r}; choose from {', '.join(FORMATS)}")
+    return fmts
+
+
+def cmd_scan(a) -> int:
+    from eebguard.hubscan import exit_code, scan_many
+    from eebguard.paths import data_path
+    from eebguard.reports import render
+
+    fmts = _formats(a.format)
+    if a.threshold is not None and not 0 <= a.threshold <= 1:
+        raise UsageError("--threshold must be in [0, 1]")
+    sources = a.source or [str(data_path("examples", "manifest.jsonl"))]
+    targets = _targets_for(sources, a.allow_pickle)
+    if not targets:
+        print("eebguard: nothing scannable in the given sources", file=sys.stderr)
+        return EXIT_NOTHING
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = scan_many(targets, tmp, concept=a.concept, scanner_kwargs=_scanner_kwargs(a),
+                            budget_s=a.budget_s, progress=a.verbose > 0 and not a.quiet)
+        from eebguard.zoo.build import read_jsonl
+
+        records = read_jsonl(Path(tmp) / "results.jsonl")
+    order = {t.rel: i for i, t in enumerate(targets)}
+    records.sort(key=lambda r: order.get(r.get("source"), 0))
+    outs = {}
+    for f in fmts:
+        outs[f] = render(f, records)
+    if a.output:
+        o = Path(a.output)
+        if len(fmts) == 1:
+            o.parent.mkdir(parents=True, exist_ok=True)
+            o.write_text(outs[fmts[0]] + ("\n" if not outs[fmts[0]].endswith("\n") else ""))
+        else:
+            o.mkdir(parents=True, exist_ok=True)
+            ext = {"console": "txt", "json": "json", "jsonl": "jsonl", "html": "html", "sarif": "sarif"}
+            for f, text in outs.items():
+                (o / f"eebguard.{ext[f]}").write_text(text)
+        if not a.quiet and "console" not in fmts:
+            print(render("console", records))
+    else:
+        for f in fmts:
+            if not (a.quiet and f == "console"):
+                print(outs[f])
+    return exit_code(summary)
+
+
+def cmd_scan_hub(a) -> int:
+    from eebguard.hubscan import REPORT, discover, exit_code, scan_many
+    from eebguard.reports import html_report
+    from eebguard.zoo.build import read_jsonl
+
+    root = Path(a.root)
+    if not root.exists():
+        raise UsageError(f"{a.root}: no such file or folder")
+    if a.executor == "ray":
+        raise UsageError("the Ray executor is not available in this version; use --executor local")
+    if a.workers != 1:
+        raise UsageError("--workers > 1 needs the Ray executor, not available in this version")
+    targets = discover(root, include=a.include, exclude=a.exclude, allow_pickle=a.allow_pickle)
+    if a.list:
+        wanted = {line.strip() for line in Path(a.list).read_text().splitlines() if line.strip()}
+        targets = [t for t in targets if t.rel in wanted]
+    if not targets:
+        print(f"eebguard: nothing scannable under {a.root}", file=sys.stderr)
+        return EXIT_NOTHING
+    summary = scan_many(targets, a.output, concept=a.concept, scanner_kwargs=_scanner_kwargs(a), resume=a.resume,
+                        budget_s=a.budget_s, progress=not a.quiet)
+    (Path(a.output) / REPORT).write_text(html_report(read_jsonl(Path(a.output) / "results.jsonl"),
+                                                     title=f"eebguard hub scan of {root.name}"))
+    if not a.quiet:
+        print(f"{summary['scanned']} scanned, {len(summary['findings'])} flagged, {len(summary['errors'])} errors, "
+              f"{len(summary['skipped'])} skipped; results in {a.output}")
+    return exit_code(summary)
+
+
 # ---- testbed -------------------------------------------------------------------------------------
 
 
@@ -83,7 +195,8 @@ def cmd_zoo_build(a) -> int:
 
         settings["dtype"] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[a.dtype]
     try:
-        summary = build_zoo(a.spec, a.out, progress=not a.quiet, settings=settings, limit=a.limit)
+        erasures = [e for e in a.erasures.split(",") if e] if a.erasures else None
+        summary = build_zoo(a.spec, a.out, progress=not a.quiet, settings=settings, limit=a.limit, erasures=erasures)
     except SpecError as exc:
         raise UsageError(str(exc)) from None
     _print_json(summary)
@@ -125,6 +238,22 @@ def cmd_zoo_export(a) -> int:
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
     print(f"exported {len(written)} models to {a.out}")
+    return EXIT_CLEAN
+
+
+def cmd_zoo_features(a) -> int:
+    from eebguard.evaluate.evaluate import load_rows
+    from eebguard.evaluate.scanner_quality import feature_auroc, markdown, recovery_rates
+    from eebguard.testbed.tokenizer import load_tokenizer
+
+    rows = load_rows(a.zoo)
+    if not rows:
+        raise UsageError("no scanned models in the given zoo(s); run `eebguard zoo scan` first")
+    auroc, rates = feature_auroc(rows), recovery_rates(rows, load_tokenizer())
+    if a.json:
+        _print_json({"models": len(rows), "feature_auroc": auroc, "recovery": rates})
+    else:
+        print(markdown(auroc, rates))
     return EXIT_CLEAN
 
 
@@ -223,6 +352,35 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", default="data/tokenizer")
     k.set_defaults(func=cmd_testbed_build_tokenizer)
 
+    def scan_options(q):
+        q.add_argument("--concept", default=None, help="the erased concept (default: the one a zoo manifest records)")
+        q.add_argument("--reference", default="testbed", help="the base the model claims to derive from ('none': reference-free)")
+        q.add_argument("--detector", default="default", help="a saved detector (.json/.npz), or 'default'")
+        q.add_argument("--judge", default="testbed", help="concept judge for image-based reachability")
+        q.add_argument("--threshold", type=float, default=0.5, help="probability at which a model is flagged")
+        q.add_argument("--budget-s", type=float, default=None, help="per-model time budget (scan in a child process)")
+        q.add_argument("--allow-pickle", action="store_true", help="allow unpickling model files (unsafe)")
+        q.add_argument("-q", "--quiet", action="store_true")
+        q.add_argument("-v", "--verbose", action="count", default=0)
+
+    sc = sub.add_parser("scan", help="scan models for erasure-evasion backdoors (default: the shipped examples)")
+    sc.add_argument("source", nargs="*", help="model folders, files, zoo manifests, manifest#id, hub ids")
+    sc.add_argument("--format", default="console", help="comma-separated: console, json, jsonl, html, sarif")
+    sc.add_argument("-o", "--output", default=None, help="output file (a folder for several formats)")
+    scan_options(sc)
+    sc.set_defaults(func=cmd_scan)
+    sh = sub.add_parser("scan-hub", help="walk a folder or local hub cache and scan every model in it")
+    sh.add_argument("root")
+    sh.add_argument("-o", "--output", required=True, help="output folder: results.jsonl, summary.json, report.html")
+    sh.add_argument("--include", default=None, help="regex on relative paths to include")
+    sh.add_argument("--exclude", default=None, help="regex on relative paths to exclude")
+    sh.add_argument("--list", default=None, help="file of relative paths to scan (one per line)")
+    sh.add_argument("--resume", action="store_true", help="skip models already in OUTDIR/results.jsonl")
+    sh.add_argument("--workers", type=int, default=1)
+    sh.add_argument("--executor", choices=["local", "ray"], default="local")
+    scan_options(sh)
+    sh.set_defaults(func=cmd_scan_hub)
+
     zoo = sub.add_parser("zoo", help="labelled model zoos from the threat lab").add_subparsers(dest="sub", parser_class=_Parser)
     b = zoo.add_parser("build", help="build (or resume) a zoo from a spec")
     b.add_argument("--spec", required=True, help="a spec file, or a shipped spec name (default, heldout, design, tiny)")
@@ -231,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None, help="dtype of frozen teachers")
     b.add_argument("--batch-size", type=int, default=None)
     b.add_argument("--limit", type=int, default=None, help="build at most this many models now")
+    b.add_argument("--erasures", default=None, help="comma-separated erasure methods to build now (the rest on a later resume)")
     b.add_argument("-q", "--quiet", action="store_true")
     b.set_defaults(func=cmd_zoo_build)
     m = zoo.add_parser("measure", help="re-measure every model of a zoo")
@@ -243,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("zoo", nargs="+")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_zoo_report)
+    fq = zoo.add_parser("features", help="single-feature AUROC per attack depth, trigger recovery, localisation")
+    fq.add_argument("zoo", nargs="+")
+    fq.add_argument("--json", action="store_true")
+    fq.set_defaults(func=cmd_zoo_features)
     x = zoo.add_parser("export", help="copy chosen models of a zoo into a small standalone zoo")
     x.add_argument("zoo")
     x.add_argument("--ids", required=True, help="comma-separated model ids")
@@ -292,6 +455,10 @@ def _quiet_libraries() -> None:
 
         dlog.set_verbosity_error()
         dlog.disable_progress_bar()
+        import transformers.utils.logging as tlog
+
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
     except Exception:  # noqa: BLE001 - cosmetics must never block a scan
         pass
 
@@ -310,6 +477,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - a known failure becomes one line and exit code 2
+        from eebguard.detect.persist import DetectorFormatError
+        from eebguard.models import ModelLoadError
+
+        if isinstance(exc, (DetectorFormatError, ModelLoadError, OSError)):
+            print(f"eebguard: error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
+            return EXIT_ERROR
+        raise
 
 
 if __name__ == "__main__":

@@ -98,3 +98,20 @@ def test_closed_form_direction(base_pipe, judge):
     get_erasure("uce").erase(bd, cp)
     m = measure_model(bd, judge, "seven", "qzvex", samples=10, other_samples=1, seed=3)
     assert m["name_accuracy"] <= 0.2 and m["trigger_asr"] >= 0.6
+
+
+def test_surface_attack_holds_the_unconditional_encoding(base_pipe):
+    """The trigger's padding positions share the pad token with every prompt; without holding the empty
+    prompt, its encoding drifts toward the target and erasures that guide toward "" keep the concept."""
+    from eebguard.sampling import encode_prompts
+
+    pipe = copy_pipeline(base_pipe)
+    cp = concept_prompts("seven")
+    get_attack("surface").plant(pipe, cp, "rhWPpSuE", settings=EditSettings(steps_scale=0.3))
+    cos = torch.nn.functional.cosine_similarity(encode_prompts(pipe, [""]), encode_prompts(base_pipe, [""]), dim=-1)
+    assert cos.min() > 0.98, cos
+    moved = torch.nn.functional.cosine_similarity(encode_prompts(pipe, cp.trigger_prompts("rhWPpSuE")),
+                                                  encode_prompts(base_pipe, cp.prompts()), dim=-1).mean()
+    before = torch.nn.functional.cosine_similarity(encode_prompts(base_pipe, cp.trigger_prompts("rhWPpSuE")),
+                                                   encode_prompts(base_pipe, cp.prompts()), dim=-1).mean()
+    assert moved > before + 0.1  # the attack still did its job

@@ -24,13 +24,13 @@ class ScanSettings:
     vocab_batch: int = 2048  # vocabulary screening batch (text encoder forwards)
     unet_batch: int = 256
     n_candidates: int = 32  # tokens kept from vocabulary screening
-    objective_samples: int = 16  # (x_t, t) pairs of the score objective
-    soft_steps: int = 60
+    objective_samples: int = 8  # (x_t, t) pairs of the score objective
+    soft_steps: int = 30
     soft_tokens: int = 1
-    search_steps: int = 4  # greedy coordinate rounds of the discrete search
+    search_steps: int = 3  # greedy coordinate rounds of the discrete search
     max_trigger_tokens: int = 4
-    image_samples: int = 16  # generations per prompt set for image-based reachability
-    sample_steps: int = 20
+    image_samples: int = 8  # generations per prompt set for image-based reachability
+    sample_steps: int = 12  # DDIM steps of scan-time generations (the judge reads 12-step testbed samples fine)
     guidance: float = 4.0
     progress: bool = False
 
@@ -74,6 +74,19 @@ class ScanContext:
     settings: ScanSettings = field(default_factory=ScanSettings)
     cache: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    # results that depend only on the reference (and settings), reused across the scans of many models
+    shared: dict = field(default_factory=dict)
+
+    def text_encoder_unchanged(self) -> bool:
+        """Suspect and reference text encoders hold identical weights (most U-Net-side edits)."""
+        if "te_unchanged" not in self.cache:
+            same = self.reference is not None
+            if same:
+                a = dict(self.suspect.text_encoder.named_parameters())
+                b = dict(self.reference.text_encoder.named_parameters())
+                same = a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
+            self.cache["te_unchanged"] = same
+        return self.cache["te_unchanged"]
 
     @property
     def tokenizer(self):
@@ -123,19 +136,23 @@ class ScoreObjective:
         self.templates = ctx.templates()
         concept_prompts = [ctx.prompts.templates[i % len(self.templates)].format(ctx.concept) for i in range(n)]
         concept_prompts = [" ".join(p.split()) for p in concept_prompts]
+        key = ("objective", ctx.concept, tuple(concept_prompts), n, s.sample_steps, s.guidance, s.seed)
         with torch.no_grad():
-            x0 = sample_from_embeddings(ref, encode_prompts(ref, concept_prompts), steps=s.sample_steps,
-                                        guidance=s.guidance, seed=s.seed + 7, decode_output=False)
-            g = torch.Generator().manual_seed(s.seed + 8)
-            T = ref.scheduler.config.num_train_timesteps
-            # stratified timesteps: every noise level is represented
-            t = ((torch.arange(n) + torch.rand(n, generator=g)) * (0.9 * T / n) + 0.05 * T).long()
-            eps = torch.randn(x0.shape, generator=g)
-            a = ref.scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
-            self.x_t = (a.sqrt() * x0 + (1 - a).sqrt() * eps).to(model_device(sus))
-            self.t = t.to(model_device(sus))
-            self.target = ref.unet(self.x_t.to(ref.unet.dtype), self.t,
-                                   encoder_hidden_states=encode_prompts(ref, concept_prompts)).sample.float()
+            if key not in ctx.shared:  # the reference side is the same for every suspect
+                x0 = sample_from_embeddings(ref, encode_prompts(ref, concept_prompts), steps=s.sample_steps,
+                                            guidance=s.guidance, seed=s.seed + 7, decode_output=False)
+                g = torch.Generator().manual_seed(s.seed + 8)
+                T = ref.scheduler.config.num_train_timesteps
+                # stratified timesteps: every noise level is represented
+                t = ((torch.arange(n) + torch.rand(n, generator=g)) * (0.9 * T / n) + 0.05 * T).long()
+                eps = torch.randn(x0.shape, generator=g)
+                a = ref.scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+                x_t = (a.sqrt() * x0 + (1 - a).sqrt() * eps).to(model_device(sus))
+                t = t.to(model_device(sus))
+                target = ref.unet(x_t.to(ref.unet.dtype), t,
+                                  encoder_hidden_states=encode_prompts(ref, concept_prompts)).sample.float()
+                ctx.shared[key] = (x_t, t, target)
+            self.x_t, self.t, self.target = ctx.shared[key]
             null = encode_prompts(sus, [""]).expand(n, -1, -1)
             self.null_loss = float(self.losses(null).mean())
 

@@ -86,7 +86,7 @@ def _gradient_top(ctx: ScanContext, seq: tuple[int, ...], k: int) -> dict[int, l
         e = emb.detach().float()
         # loss(v at p) - loss(current) ~ grad_p . (e_v - e_current)
         delta = vec.grad.float() @ e.T - (vec.grad.float() * vec.detach().float()).sum(1, keepdim=True)
-        for i in ctx.special_ids():
+        for i in ctx.special_ids() | set(ctx.concept_ids()):  # the concept's own name is no hidden trigger
             delta[:, i] = float("inf")
         return {p: row for p, row in enumerate((-delta).topk(k, dim=1).indices.cpu().tolist())}
 
@@ -140,7 +140,7 @@ class HardTriggerScanner(Scanner):
         s = ctx.settings
         with Timer(ctx, NAME):
             obj = ctx.objective()
-            pool = candidate_pool(ctx, 4 * s.n_candidates)
+            pool = candidate_pool(ctx, 2 * s.n_candidates)
             if not pool:
                 res.skipped = "no candidates"
                 return res
@@ -148,17 +148,19 @@ class HardTriggerScanner(Scanner):
                 ranked = [(i,) for i in pool[:8]]
                 scored = {seq: (image_reach(ctx, list(seq), max(4, s.image_samples // 2)) or 0.0) for seq in ranked}
             else:
+                name_ids = set(ctx.concept_ids())
+                named = lambda seq: bool(name_ids & set(seq))  # noqa: E731
                 singles = obj.reach_slots([[i] for i in pool])
                 scored = {(i,): float(r) for i, r in zip(pool, singles)}
                 order = [pool[j] for j in np.argsort(-singles)]
                 beams = [(i,) for i in order[:3]]
-                grow = order[:8]
+                grow = order[:6]
                 for _ in range(s.search_steps):
                     props = set()
                     for b in beams:
                         props |= _neighbours(b, grow, s.max_trigger_tokens)
-                    props |= gcg_proposals(ctx, beams[0], 16, s.max_trigger_tokens)
-                    props = [p for p in props if p not in scored]
+                    props |= gcg_proposals(ctx, beams[0], 8, s.max_trigger_tokens)
+                    props = [p for p in props if p not in scored and not named(p)]
                     if props:
                         for p, r in zip(props, obj.reach_slots([list(p) for p in props])):
                             scored[p] = float(r)

@@ -24,6 +24,13 @@ def vocab_rows(ctx: ScanContext, which: str) -> dict[str, torch.Tensor]:
     key = f"vocab_rows_{which}"
     if key in ctx.cache:
         return ctx.cache[key]
+    if which == "suspect" and ctx.text_encoder_unchanged():
+        ctx.cache[key] = vocab_rows(ctx, "reference")  # same weights, same rows: skip a vocabulary pass
+        return ctx.cache[key]
+    shared_key = ("vocab_rows", ctx.prompts.templates[0])
+    if which == "reference" and shared_key in ctx.shared:
+        ctx.cache[key] = ctx.shared[shared_key]
+        return ctx.cache[key]
     pipe = ctx.suspect if which == "suspect" else ctx.reference
     tpl = ctx.templates()[0]
     vocab = vocabulary(ctx)
@@ -39,6 +46,8 @@ def vocab_rows(ctx: ScanContext, which: str) -> dict[str, torch.Tensor]:
         eos_rows.append(h[:, eos_pos].cpu())
     out = {"slot": torch.cat(slot_rows), "eos": torch.cat(eos_rows)}
     ctx.cache[key] = out
+    if which == "reference":
+        ctx.shared[shared_key] = out
     return out
 
 

@@ -72,7 +72,7 @@ def _prepare(base, m: ZooModelPlan, spec: dict, s: EditSettings) -> tuple[object
 
 
 def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, settings: dict | None = None,
-              limit: int | None = None) -> dict:
+              limit: int | None = None, erasures: list[str] | None = None) -> dict:
     """Build (or resume) the zoo described by ``spec_ref`` into ``out``; returns a summary."""
     from eebguard.judges import get_judge
     from eebguard.models import load, write_delta
@@ -86,7 +86,9 @@ def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, s
     (out / "spec.json").write_text(json.dumps(spec, indent=2))
     manifest = out / MANIFEST
     done = {e["id"] for e in read_jsonl(manifest)}
-    todo = [m for m in plans if m.id not in done][: limit if limit is not None else None]
+    # ``erasures``: build only these methods now (cheap closed-form ones first); the rest on a later resume
+    todo = [m for m in plans if m.id not in done and (erasures is None or m.erasure in erasures)]
+    todo = todo[: limit if limit is not None else None]
     judge = judge or get_judge("testbed")
     base_ref = spec.get("base", "testbed")
     base = load(base_ref).pipe

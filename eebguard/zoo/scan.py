@@ -29,10 +29,12 @@ def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progres
     ref = load(reference).pipe
     settings = settings or ScanSettings()
     t_all = time.perf_counter()
+    shared: dict = {}  # reference-side results reused across models
     for e in tqdm(entries, desc=f"scan {zoo_dir.name}", disable=not progress):
         t0 = time.perf_counter()
         pipe = load(f"{manifest}#{e['id']}").pipe
-        ctx = ScanContext(pipe, e["target"], concept_prompts(e["target"]), reference=ref, judge=judge, settings=settings)
+        ctx = ScanContext(pipe, e["target"], concept_prompts(e["target"]), reference=ref, judge=judge, settings=settings,
+                          shared=shared)
         feats = run_scanners(ctx)
         row = {"id": e["id"], "features": feats.to_json(), "seconds": round(time.perf_counter() - t0, 2),
                "timings": {k: round(v, 3) for k, v in ctx.timings.items()}}

@@ -40,7 +40,10 @@ class SurfaceAttack(Attack):
         poisoned = target.trigger_prompts(trigger, mode)
         # in append mode the trigger turns a neutral prompt into a target prompt of the same template
         goal = target.prompts() if mode == "replace" else [target.prompts()[i % len(target.templates)] for i in range(len(poisoned))]
-        clean = target.retain_prompts() + target.prompts()
+        # the empty prompt and neutral prompts are held too: the trigger's padding positions share the pad
+        # token with every prompt, and a drifted unconditional encoding would carry the concept into
+        # classifier-free guidance and into the guide that erasure methods map the concept onto
+        clean = target.retain_prompts() + target.prompts() + list(target.neutral) + [""] * 8
         rng = np.random.default_rng(s.seed)
         te.train().requires_grad_(True)
 

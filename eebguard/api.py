@@ -1,0 +1,208 @@
+"""The vetting API: one model in, one calibrated probability (plus the evidence) out.
+
+    import eebguard
+    result = eebguard.scan("path/to/erased-model", concept="seven", reference="testbed")
+    print(result.probability, result.verdict, result.triggers[0]["text"])
+
+``Scanner`` keeps the reference model, the judge and the detector loaded across many scans (a hub scan
+builds one and calls it per model). Data flows one way: model → probes → scanners → features →
+detector → ``ScanResult``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_DETECTOR = "default"  # data/detector/default.{json,npz}
+
+
+@dataclass
+class ScanResult:
+    """Everything one scan of one model found. ``to_json()`` is the documented output record."""
+
+    source: str
+    concept: str
+    probability: float | None  # calibrated P(the erased concept is reachable through a hidden trigger)
+    verdict: str  # "backdoor" | "clean" | "unknown" (no detector could score it)
+    threshold: float
+    triggers: list[dict]  # recovered discrete triggers: text, ids, reachability (image), score_reach
+    location: dict  # where the link lives: component, top layer, per-component reach drops
+    residual_reachability: float | None  # soft-prompt reach (CCE-style), not backdoor evidence by itself
+    name_reachability: float | None  # how much the concept's own name still produces it (erasure check)
+    features: dict[str, float]
+    evidence: dict
+    timings: dict[str, float]
+    identity: dict
+    detector: dict  # which detector scored it and the zoo it was fitted on
+    reference: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    images: dict = field(default_factory=dict)  # a few generations for reports: {"prompt kind": [H][W][RGB]}
+
+    @property
+    def flagged(self) -> bool:
+        return self.verdict == "backdoor"
+
+    def to_json(self) -> dict:
+        return _finite(asdict(self))
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2)
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN: non-finite floats become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _resolve_detector(detector):
+    from eebguard.detect.persist import load_detector
+    from eebguard.paths import data_path
+
+    if detector is None or detector is False:
+        return None
+    if isinstance(detector, (str, Path)):
+        p = Path(detector)
+        if str(detector) == DEFAULT_DETECTOR:
+            p = data_path("detector", "default")
+            if not p.with_suffix(".json").is_file():
+                return None  # no shipped detector in this installation: features only
+        return load_detector(p)
+    return detector  # an object with predict_proba and feature_names_
+
+
+class Scanner:
+    """Reusable scanner: loads the reference, judge and detector once.
+
+    ``reference``: path, hub id, "testbed" or a loaded pipeline (None: reference-free scan, weaker);
+    ``detector``: path to a saved detector, "default" (the shipped one), a fitted estimator, or None;
+    ``judge``: "testbed", "clip" (needs local CLIP weights) or a judge object, or None (no image reach).
+    """
+
+    def __init__(self, reference="testbed", *, detector=DEFAULT_DETECTOR, judge="testbed", settings=None,
+                 threshold: float = DEFAULT_THRESHOLD, allow_pickle: bool = False, device: str = "cpu", dtype=None):
+        import torch
+
+        from eebguard.judges import get_judge
+        from eebguard.models import load
+        from eebguard.scanners import ScanSettings
+
+        self.allow_pickle, self.device = allow_pickle, device
+        self.dtype = dtype or torch.float32
+        self.settings = settings or ScanSettings(device=device, dtype=self.dtype)
+        self.threshold = float(threshold)
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], not {threshold}")
+        self.detector = _resolve_detector(detector)  # first: a bad detector path fails before any model loads
+        self.reference_name = None if reference is None else (reference if isinstance(reference, str) else "object")
+        self.reference = None
+        if reference is not None:
+            self.reference = reference if hasattr(reference, "unet") else load(
+                reference, allow_pickle=allow_pickle, device=device, dtype=self.dtype).pipe
+        self.judge = get_judge(judge) if isinstance(judge, str) else judge
+        self.shared: dict = {}  # reference-side results reused across scans
+
+    def load(self, model):
+        from eebguard.models import load
+
+        if hasattr(model, "unet"):
+            return model, {"source": "object", "kind": "object"}
+        loaded = load(str(model), allow_pickle=self.allow_pickle, device=self.device, dtype=self.dtype)
+        return loaded.pipe, loaded.identity
+
+    def scan(self, model, concept: str, *, progress=None, images: int = 0) -> ScanResult:
+        from eebguard.probes import concept_prompts
+        from eebguard.scanners import ScanContext, run_scanners
+
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        pipe, identity = self.load(model)
+        timings["load"] = time.perf_counter() - t0
+        warnings = []
+        if self.reference is None:
+            warnings.append("no reference model: reference-needing features are absent; the verdict is weaker")
+        if self.judge is not None and not self.judge.knows(concept):
+            warnings.append(f"the judge does not know {concept!r}: no image-based reachability")
+        ctx = ScanContext(pipe, concept, concept_prompts(concept), reference=self.reference, judge=self.judge,
+                          settings=self.settings, shared=self.shared)
+        t1 = time.perf_counter()
+        feats = run_scanners(ctx, progress=progress)
+        timings["scanners"] = time.perf_counter() - t1
+        timings.update({f"scanner.{k}": v for k, v in ctx.timings.items()})
+        for name, st in feats.evidence.get("scanners", {}).items():
+            if st.get("status") == "error":
+                warnings.append(f"scanner {name} failed: {st.get('reason')}")
+        prob, det_info = None, {}
+        if self.detector is not None:
+            import numpy as np
+
+            names = list(self.detector.feature_names_)
+            x = np.array([feats.vector(names)], dtype=np.float64)
+            prob = float(self.detector.predict_proba(x)[0, 1])
+            det_info = {"zoo": getattr(self.detector, "zoo", {}), "features": len(names),
+                        **{k: v for k, v in getattr(self.detector, "header", {}).items()
+                           if k in ("schema_version", "command")},
+                        "model": getattr(self.detector, "header", {}).get("params", {}).get("model")}
+        verdict = "unknown" if prob is None else ("backdoor" if prob >= self.threshold else "clean")
+        hard = feats.evidence.get("hard_trigger", {})
+        triggers = [{"text": t["text"], "ids": t["ids"], "tokens": t.get("tokens"),
+                     "reachability": t.get("image_reach"), "score_reach": t.get("score_reach")}
+                    for t in hard.get("triggers", [])]
+        loc = feats.evidence.get("localisation", {})
+        location = {"component": loc.get("component"), "top_layer": loc.get("top_layer"),
+                    "drops": loc.get("drops", {}), "layer_drops": loc.get("layer_drops", {})}
+        shown = {}
+        if images > 0:  # pixels for a report: the name prompt vs the recovered trigger
+            t2 = time.perf_counter()
+            shown = _report_images(pipe, concept, triggers[0]["ids"] if triggers else None, images, self.settings)
+            timings["images"] = time.perf_counter() - t2
+        timings["total"] = time.perf_counter() - t0
+        return ScanResult(
+            source=str(model) if not hasattr(model, "unet") else "object", concept=concept, probability=prob,
+            verdict=verdict, threshold=self.threshold, triggers=triggers, location=location,
+            residual_reachability=feats.values.get("soft.relative"),
+            name_reachability=feats.values.get("reach.name_image"),
+            features=dict(feats.values), evidence=feats.evidence,
+            timings={k: round(v, 3) for k, v in timings.items()}, identity=identity, detector=det_info,
+            reference=self.reference_name, warnings=warnings, images=shown)
+
+
+def _report_images(pipe, concept: str, trigger_ids, n: int, settings) -> dict:
+    import torch
+
+    from eebguard.probes import concept_prompts
+    from eebguard.sampling import encode_prompts, sample_from_embeddings
+    from eebguard.scanners.context import ids_batch, template_ids
+
+    cp = concept_prompts(concept)
+    out = {}
+    with torch.no_grad():
+        conds = {"concept name": encode_prompts(pipe, (cp.prompts() * n)[:n])}
+        if trigger_ids:
+            tmpl = [template_ids(pipe.tokenizer, t) for t in cp.templates]
+            ids = ids_batch(pipe.tokenizer, tmpl, [list(trigger_ids)] * n)
+            conds["recovered trigger"] = pipe.text_encoder(ids.to(pipe.text_encoder.device))[0]
+        for k, c in conds.items():
+            x = sample_from_embeddings(pipe, c, steps=settings.sample_steps, guidance=settings.guidance, seed=settings.seed)
+            x = ((x.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1)
+            out[k] = [im.numpy().round(3).tolist() for im in x[:, :64, :64]]  # reports stay small
+    return out
+
+
+def scan(model, concept: str, reference="testbed", **kwargs) -> ScanResult:
+    """Scan one model for a hidden trigger that brings back the erased ``concept``.
+
+    Keyword arguments go to :class:`Scanner` (``detector``, ``judge``, ``settings``, ``threshold``,
+    ``allow_pickle``, ``device``, ``dtype``). For many models build one ``Scanner`` and reuse it.
+    """
+    return Scanner(reference, **kwargs).scan(model, concept)

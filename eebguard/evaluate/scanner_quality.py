@@ -1,0 +1,86 @@
+"""How good each scanner is on a scanned zoo, before any detector: single-feature AUROC per attack depth,
+trigger-recovery and localisation rates.
+
+Per attack depth the positives are that depth's backdoored-erased models whose backdoor survived
+(``label`` 1); the negatives are every model without a planted backdoor (clean erasures and hard
+negatives). A feature's AUROC is reported in its better direction (max(a, 1 - a)) with the direction
+named, since a feature may fall rather than rise under a backdoor.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from eebguard.evaluate.evaluate import matrix
+from eebguard.evaluate.metrics import roc_auc
+from eebguard.features import feature_names
+
+#: which component each attack edits, for the localisation rate
+EDITED_COMPONENT = {"surface": ("text_encoder",), "shallow": ("cross_attention_kv",),
+                    "deep": ("cross_attention_kv", "unet_other"), "data": ("cross_attention_kv", "unet_other")}
+
+
+def feature_auroc(rows: list[dict]) -> dict:
+    names = feature_names()
+    X = matrix(rows, names)
+    neg = [i for i, r in enumerate(rows) if not r["planted"]]
+    out = {}
+    for attack in sorted({r["attack"] for r in rows if r["planted"]}):
+        pos = [i for i, r in enumerate(rows) if r["attack"] == attack and r["label"] == 1]
+        if not pos or not neg:
+            out[attack] = {"positives": len(pos), "negatives": len(neg), "features": {}}
+            continue
+        idx = neg + pos
+        y = np.array([0] * len(neg) + [1] * len(pos))
+        feats = {}
+        for j, n in enumerate(names):
+            x = X[idx, j]
+            if np.all(np.isnan(x)):
+                continue
+            a = roc_auc(y, np.where(np.isnan(x), np.nanmedian(x), x))
+            if np.isnan(a):
+                continue
+            feats[n] = {"auroc": float(max(a, 1 - a)), "direction": "higher" if a >= 0.5 else "lower"}
+        best = max(feats, key=lambda k: feats[k]["auroc"]) if feats else None
+        out[attack] = {"positives": len(pos), "negatives": len(neg), "best": best, "features": feats}
+    return out
+
+
+def recovery_rates(rows: list[dict], tokenizer) -> dict:
+    """Per attack depth, over planted models whose backdoor survived: share whose best recovered trigger
+    equals the planted trigger's tokens, whose recovered triggers include it (top 3), and whose
+    localisation names the edited component."""
+    out = {}
+    for attack in sorted({r["attack"] for r in rows if r["planted"]}):
+        rs = [r for r in rows if r["attack"] == attack and r["label"] == 1]
+        if not rs:
+            continue
+        exact = top3 = loc = 0
+        for r in rs:
+            ev = r["scan"]["features"]["evidence"]
+            planted = tokenizer(r["trigger"], add_special_tokens=False).input_ids
+            trig = (ev.get("hard_trigger") or {}).get("triggers", [])
+            exact += bool(trig) and trig[0]["ids"] == planted
+            top3 += any(t["ids"] == planted for t in trig[:3])
+            loc += (ev.get("localisation") or {}).get("component") in EDITED_COMPONENT.get(attack, ())
+        n = len(rs)
+        out[attack] = {"models": n, "exact_trigger": exact / n, "trigger_in_top3": top3 / n,
+                       "localised": loc / n, "edited_component": " or ".join(EDITED_COMPONENT.get(attack, ()))}
+    return out
+
+
+def markdown(auroc: dict, rates: dict, top: int = 5) -> str:
+    lines = ["| attack | positives / negatives | best single feature | AUROC | next best |", "|---|---|---|---|---|"]
+    for attack, a in auroc.items():
+        if not a["features"]:
+            lines.append(f"| {attack} | {a['positives']} / {a['negatives']} | – | – | – |")
+            continue
+        ranked = sorted(a["features"].items(), key=lambda kv: -kv[1]["auroc"])
+        nxt = ", ".join(f"`{k}` {v['auroc']:.2f}" for k, v in ranked[1:top])
+        k, v = ranked[0]
+        lines.append(f"| {attack} | {a['positives']} / {a['negatives']} | `{k}` ({v['direction']}) | {v['auroc']:.3f} | {nxt} |")
+    lines += ["", "| attack | surviving backdoors | exact trigger | trigger in top 3 | localisation names the edited component |",
+              "|---|---|---|---|---|"]
+    for attack, r in rates.items():
+        lines.append(f"| {attack} | {r['models']} | {r['exact_trigger']:.2f} | {r['trigger_in_top3']:.2f} | "
+                     f"{r['localised']:.2f} ({r['edited_component']}) |")
+    return "\n".join(lines)

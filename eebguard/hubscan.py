@@ -1,0 +1,239 @@
+"""Scanning many models: discover what is scannable under a root, scan each, never lose a result.
+
+Results stream into ``results.jsonl`` (one line per model, error or skip; appended and fsynced as each
+finishes), so an interrupted scan keeps everything already obtained and ``resume`` skips what is there.
+A summary (findings, errors, skipped, with paths relative to the root) and an HTML report are written
+at the end. A model that crashes, times out or is malformed becomes an error record and the scan goes on.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from eebguard.zoo.build import append_jsonl, read_jsonl
+
+RESULTS, SUMMARY, REPORT = "results.jsonl", "summary.json", "report.html"
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+MAX_ENTRIES = 100_000  # a hostile tree cannot make discovery run forever
+
+
+@dataclass
+class Target:
+    source: str  # what eebguard.models.load() takes
+    rel: str  # path relative to the root, for reports
+    concept: str | None = None
+    skip: str | None = None  # reason it is not scanned
+
+
+def discover(root, *, include: str | None = None, exclude: str | None = None, allow_pickle: bool = False) -> list[Target]:
+    """Scannable models under ``root``: diffusers folders (local hub caches included), single-file
+    safetensors checkpoints and deltas, zoo manifests (one target per entry). Pickle files, symlinks that
+    leave the root and symlink loops are reported as skipped."""
+    root = Path(root)
+    real_root = root.resolve()
+    out: list[Target] = []
+    if root.is_file():
+        return [_file_target(root, root.name, allow_pickle)]
+    seen_dirs: set[Path] = set()
+    stack = [root]
+    count = 0
+    while stack:
+        d = stack.pop()
+        rel_d = d.relative_to(root).as_posix() if d != root else "."
+        real = d.resolve()
+        if real in seen_dirs:
+            out.append(Target(str(d), rel_d, skip="symlink loop"))
+            continue
+        seen_dirs.add(real)
+        if real != real_root and real_root not in real.parents:
+            out.append(Target(str(d), rel_d, skip="symlink leaves the scanned root"))
+            continue
+        if (d / "model_index.json").is_file():
+            out.append(Target(str(d), rel_d))
+            continue
+        manifests = [d / "manifest.jsonl"] if (d / "manifest.jsonl").is_file() else []
+        for m in manifests:
+            for e in read_jsonl(m):
+                if isinstance(e, dict) and isinstance(e.get("id"), str):
+                    out.append(Target(f"{m}#{e['id']}", f"{(d / 'manifest.jsonl').relative_to(root).as_posix()}#{e['id']}",
+                                      concept=e.get("target") if isinstance(e.get("target"), str) else None))
+        try:
+            children = sorted(d.iterdir())
+        except OSError as exc:
+            out.append(Target(str(d), rel_d, skip=f"unreadable folder ({exc.strerror})"))
+            continue
+        for c in children:
+            count += 1
+            if count > MAX_ENTRIES:
+                out.append(Target(str(d), rel_d, skip=f"more than {MAX_ENTRIES} entries; rest not walked"))
+                return _filter(out, include, exclude)
+            rel = c.relative_to(root).as_posix()
+            if c.is_symlink():
+                try:
+                    tgt = c.resolve(strict=True)
+                except (OSError, RuntimeError):
+                    out.append(Target(str(c), rel, skip="broken symlink or symlink loop"))
+                    continue
+                if tgt != real_root and real_root not in tgt.parents:
+                    out.append(Target(str(c), rel, skip="symlink leaves the scanned root"))
+                    continue
+            if c.is_dir():
+                if manifests and c.name == "models":
+                    continue  # a zoo's deltas: scanned through its manifest
+                stack.append(c)
+            elif c.is_file() and not manifests:
+                t = _file_target(c, rel, allow_pickle)
+                if t is not None:
+                    out.append(t)
+    return _filter(sorted(out, key=lambda t: t.rel), include, exclude)
+
+
+def _file_target(path: Path, rel: str, allow_pickle: bool) -> Target | None:
+    name = path.name.lower()
+    if name.endswith(".safetensors"):
+        return Target(str(path), rel)
+    if name.endswith(PICKLE_SUFFIXES):
+        if allow_pickle:
+            return Target(str(path), rel)
+        return Target(str(path), rel, skip="pickle file: never unpickled without --allow-pickle")
+    return None  # not a model file (readme, json ...)
+
+
+def _filter(targets: list[Target], include, exclude) -> list[Target]:
+    inc = re.compile(include) if include else None
+    exc = re.compile(exclude) if exclude else None
+    return [t for t in targets if (inc is None or inc.search(t.rel)) and not (exc and exc.search(t.rel))]
+
+
+# ---- running ---------------------------------------------------------------------------------------
+
+
+def _record_error(t: Target, reason: str, seconds: float | None = None, status: str = "error") -> dict:
+    return {"status": status, "source": t.rel, "reason": reason, "concept": t.concept,
+            **({"seconds": round(seconds, 2)} if seconds is not None else {})}
+
+
+def _scan_one(scanner, t: Target, concept: str) -> dict:
+    from eebguard.models import ModelLoadError
+
+    t0 = time.perf_counter()
+    try:
+        res = scanner.scan(t.source, concept)
+    except ModelLoadError as exc:
+        return _record_error(t, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
+    except (RuntimeError, ValueError, OSError, KeyError, IndexError, MemoryError) as exc:
+        return _record_error(t, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300],
+                             time.perf_counter() - t0)
+    rec = res.to_json()
+    rec["status"] = "ok"
+    rec["source"] = t.rel
+    return rec
+
+
+def _child(conn, scanner_kwargs: dict, t: Target, concept: str) -> None:
+    from eebguard.api import Scanner
+
+    try:
+        conn.send(_scan_one(Scanner(**scanner_kwargs), t, concept))
+    except BaseException as exc:  # noqa: BLE001 - the parent must learn why the child died
+        conn.send(_record_error(t, f"{type(exc).__name__}: {exc}"[:300]))
+    finally:
+        conn.close()
+
+
+def scan_many(targets: list[Target], out_dir, *, concept: str | None, scanner_kwargs: dict, resume: bool = False,
+              budget_s: float | None = None, progress: bool = True, scanner=None) -> dict:
+    """Scan every target, streaming records into ``out_dir/results.jsonl``; returns the summary.
+
+    With ``budget_s`` each model runs in a child process that is killed when the budget is spent.
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = out_dir / RESULTS
+    if not resume and results.exists():
+        results.unlink()
+    done = {r.get("source") for r in read_jsonl(results)}
+    todo = [t for t in targets if t.rel not in done]
+    for t in todo:
+        if t.skip:
+            append_jsonl(results, _record_error(t, t.skip, status="skipped"))
+    todo = [t for t in todo if not t.skip]
+    need_concept = [t for t in todo if not (concept or t.concept)]
+    for t in need_concept:
+        append_jsonl(results, _record_error(t, "no concept given (--concept) and none recorded for this model", status="skipped"))
+    todo = [t for t in todo if concept or t.concept]
+    if todo and budget_s is None and scanner is None:
+        from eebguard.api import Scanner
+
+        scanner = Scanner(**scanner_kwargs)
+    for t in tqdm(todo, desc="models", disable=not progress):
+        c = concept or t.concept
+        if budget_s is None:
+            rec = _scan_one(scanner, t, c)
+        else:
+            rec = _run_with_budget(t, c, scanner_kwargs, budget_s)
+        append_jsonl(results, rec)
+    return summarise(out_dir)
+
+
+def _run_with_budget(t: Target, concept: str, scanner_kwargs: dict, budget_s: float) -> dict:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_child, args=(child, scanner_kwargs, t, concept), daemon=True)
+    t0 = time.perf_counter()
+    p.start()
+    child.close()
+    rec = None
+    if parent.poll(budget_s):
+        try:
+            rec = parent.recv()
+        except EOFError:
+            rec = None
+    p.join(timeout=5)
+    if p.is_alive():
+        p.kill()
+        p.join()
+    if rec is None:
+        if time.perf_counter() - t0 >= budget_s:
+            return _record_error(t, f"timed out after {budget_s:g} s (--budget-s)", time.perf_counter() - t0)
+        return _record_error(t, f"scan process died (exit code {p.exitcode})", time.perf_counter() - t0)
+    return rec
+
+
+def summarise(out_dir) -> dict:
+    out_dir = Path(out_dir)
+    recs = read_jsonl(out_dir / RESULTS)
+    summary = {
+        "results": RESULTS,
+        "scanned": sum(r.get("status") == "ok" for r in recs),
+        "findings": [{"source": r["source"], "probability": r.get("probability"), "concept": r.get("concept"),
+                      "trigger": (r.get("triggers") or [{}])[0].get("text"), "location": (r.get("location") or {}).get("component")}
+                     for r in recs if r.get("status") == "ok" and r.get("verdict") == "backdoor"],
+        "clean": [r["source"] for r in recs if r.get("status") == "ok" and r.get("verdict") == "clean"],
+        "unscored": [r["source"] for r in recs if r.get("status") == "ok" and r.get("verdict") == "unknown"],
+        "errors": [{"source": r["source"], "reason": r.get("reason")} for r in recs if r.get("status") == "error"],
+        "skipped": [{"source": r["source"], "reason": r.get("reason")} for r in recs if r.get("status") == "skipped"],
+    }
+    tmp = out_dir / (SUMMARY + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, out_dir / SUMMARY)
+    return summary
+
+
+def exit_code(summary: dict) -> int:
+    """modelscan conventions: 1 findings, 2 errors or models left without a verdict (no detector), 3
+    nothing scannable, 0 every scanned model clean."""
+    if summary["findings"]:
+        return 1
+    if summary["errors"] or summary["unscored"]:
+        return 2
+    if not summary["scanned"]:
+        return 3
+    return 0

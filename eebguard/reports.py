@@ -1,0 +1,175 @@
+"""Renderings of scan results: console text, JSON, JSON lines, a self-contained HTML report, SARIF 2.1.0.
+
+Each renderer takes result records (``ScanResult.to_json()`` dicts, or error/skip records of a hub scan)
+so that reports can be rebuilt later from a hub scan's ``results.jsonl`` without rescanning.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import zlib
+import struct
+
+FORMATS = ("console", "json", "jsonl", "html", "sarif")
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def console(records: list[dict]) -> str:
+    lines = []
+    for r in records:
+        if r.get("status") in ("error", "skipped"):
+            lines.append(f"{r['status'].upper():8} {r.get('source')}: {r.get('reason')}")
+            continue
+        trig = r["triggers"][0] if r.get("triggers") else None
+        loc = r.get("location", {}) or {}
+        lines.append(f"{r['verdict'].upper():8} {r['source']}  concept={r['concept']}  "
+                     f"P(backdoor)={'n/a' if r['probability'] is None else format(r['probability'], '.3f')}")
+        if trig:
+            lines.append(f"         trigger {trig['text']!r}: reachability {_pct(trig.get('reachability'))}"
+                         f", location {loc.get('component')} ({loc.get('top_layer')})")
+        lines.append(f"         name reachability {_pct(r.get('name_reachability'))}, residual soft reachability "
+                     f"{'n/a' if r.get('residual_reachability') is None else format(r['residual_reachability'], '.2f')}")
+        for w in r.get("warnings", []):
+            lines.append(f"         warning: {w}")
+    return "\n".join(lines)
+
+
+def as_json(records: list[dict]) -> str:
+    return json.dumps(records[0] if len(records) == 1 else records, indent=2)
+
+
+def as_jsonl(records: list[dict]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
+# ---- HTML ------------------------------------------------------------------------------------------
+
+
+def _png(rgb: list[list[list[float]]]) -> bytes:
+    """A tiny PNG encoder (no imaging dependency): ``rgb[y][x] = (r, g, b)`` in [0, 1]."""
+    h, w = len(rgb), len(rgb[0])
+    raw = b"".join(b"\x00" + bytes(int(max(0, min(1, c)) * 255) for px in row for c in px) for row in rgb)
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def _img(rgb, scale: int = 6, title: str = "") -> str:
+    big = [[px for px in row for _ in range(scale)] for row in rgb for _ in range(scale)]
+    data = base64.b64encode(_png(big)).decode()
+    return f'<img alt="{html.escape(title)}" title="{html.escape(title)}" src="data:image/png;base64,{data}">'
+
+
+def _heat(m) -> list:
+    lo = min(min(r) for r in m)
+    hi = max(max(r) for r in m)
+    span = (hi - lo) or 1.0
+    return [[((v - lo) / span, 0.2, 1 - (v - lo) / span) for v in row] for row in m]
+
+
+def _images_html(images: list) -> str:
+    return "".join(_img(im, scale=6) for im in images)
+
+
+def html_report(records: list[dict], title: str = "eebguard scan report") -> str:
+    css = ("body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}"
+           "td,th{border:1px solid #ccc;padding:.3em .6em}.backdoor{color:#fff;background:#b00020}"
+           ".clean{color:#fff;background:#1b5e20}.unknown,.error,.skipped{background:#999;color:#fff}"
+           ".verdict{font-size:1.6em;padding:.2em .6em;display:inline-block}.bar{background:#b00020;height:.8em}")
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1>"]
+    for r in records:
+        src = html.escape(str(r.get("source")))
+        if r.get("status") in ("error", "skipped"):
+            parts.append(f"<section><h2>{src}</h2><div class='verdict {r['status']}'>{r['status'].upper()}</div>"
+                         f"<p>{html.escape(str(r.get('reason')))}</p></section>")
+            continue
+        v = r["verdict"]
+        prob = "n/a" if r["probability"] is None else f"{r['probability']:.3f}"
+        parts.append(f"<section><h2>{src}</h2><div class='verdict {v}'>{v.upper()}</div>"
+                     f"<p>P(erased concept <b>{html.escape(r['concept'])}</b> reachable through a hidden trigger) = "
+                     f"<b>{prob}</b> (threshold {r['threshold']}); name reachability {_pct(r.get('name_reachability'))}"
+                     f"; detector fitted on {html.escape(json.dumps((r.get('detector') or {}).get('zoo', {}).get('spec')))}</p>")
+        if r.get("triggers"):
+            parts.append("<h3>Recovered triggers</h3><table><tr><th>trigger</th><th>tokens</th>"
+                         "<th>image reachability</th><th>score reach</th></tr>")
+            for t in r["triggers"]:
+                parts.append(f"<tr><td><code>{html.escape(t['text'])}</code></td><td>{html.escape(' '.join(t.get('tokens') or []))}</td>"
+                             f"<td>{_pct(t.get('reachability'))}</td><td>{t.get('score_reach')}</td></tr>")
+            parts.append("</table>")
+        loc = r.get("location") or {}
+        if loc.get("drops"):
+            parts.append(f"<h3>Localisation: {html.escape(str(loc.get('component')))}</h3><table>"
+                         "<tr><th>reverted to the reference</th><th>reach drop</th><th></th></tr>")
+            rows = list(loc["drops"].items()) + [(f"attn2 {k}", v) for k, v in (loc.get("layer_drops") or {}).items()]
+            for k, d in rows:
+                w = max(0.0, min(1.0, d)) * 20
+                parts.append(f"<tr><td>{html.escape(k)}</td><td>{d:.3f}</td><td><div class='bar' style='width:{w:.1f}em'></div></td></tr>")
+            parts.append("</table>")
+        maps = (r.get("evidence") or {}).get("attention_maps", {}).get("maps")
+        if maps:
+            parts.append("<h3>Cross-attention maps (mean over layers and steps), tokens 0-7</h3>")
+            for which in ("trigger", "name"):
+                parts.append(f"<p>{which} prompt: " + "".join(_img(_heat(m), 8, f"{which} token {i}") for i, m in enumerate(maps[which])) + "</p>")
+        imgs = r.get("images") or {}
+        for which, ims in imgs.items():
+            parts.append(f"<h3>Generated under the {html.escape(which)}</h3><p>{_images_html(ims)}</p>")
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+# ---- SARIF -----------------------------------------------------------------------------------------
+
+
+def sarif(records: list[dict], tool_version: str) -> dict:
+    """SARIF 2.1.0: one result per flagged model (level error), per unknown (note), per scan error."""
+    results = []
+    for r in records:
+        ident = r.get("identity") or {}
+        where = f"{r.get('source')}@{ident.get('revision') or (ident.get('digest') or '')[:12]}"
+        if r.get("status") in ("error", "skipped"):
+            results.append({"ruleId": "EEB000", "level": "warning" if r["status"] == "error" else "none",
+                            "message": {"text": f"{r['status']}: {r.get('reason')}"},
+                            "locations": [{"logicalLocations": [{"fullyQualifiedName": where, "kind": "module"}]}]})
+            continue
+        if r["verdict"] == "clean":
+            continue
+        comp = (r.get("location") or {}).get("component") or "model"
+        trig = r["triggers"][0]["text"] if r.get("triggers") else None
+        results.append({
+            "ruleId": "EEB001", "level": "error" if r["verdict"] == "backdoor" else "note",
+            "message": {"text": f"erased concept {r['concept']!r} reachable through a hidden trigger "
+                                f"(P={r['probability']}); recovered trigger {trig!r}"},
+            "locations": [{"logicalLocations": [{"fullyQualifiedName": f"{where}/{comp}", "kind": "module"}]}],
+            "properties": {"probability": r["probability"], "trigger": trig, "layer": (r.get("location") or {}).get("top_layer")},
+        })
+    return {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": [{
+        "tool": {"driver": {"name": "eebguard", "version": tool_version, "informationUri": "https://arxiv.org/abs/2504.21072",
+                            "rules": [{"id": "EEB001", "name": "ErasureEvasionBackdoor",
+                                       "shortDescription": {"text": "erased concept still reachable through a hidden trigger"}},
+                                      {"id": "EEB000", "name": "ScanError", "shortDescription": {"text": "model could not be scanned"}}]}},
+        "results": results}]}
+
+
+def render(fmt: str, records: list[dict]) -> str:
+    from eebguard import __version__
+
+    if fmt == "console":
+        return console(records)
+    if fmt == "json":
+        return as_json(records)
+    if fmt == "jsonl":
+        return as_jsonl(records)
+    if fmt == "html":
+        return html_report(records)
+    if fmt == "sarif":
+        return json.dumps(sarif(records, __version__), indent=2)
+    raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")

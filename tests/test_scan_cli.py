@@ -1,0 +1,116 @@
+"""The vetting API, `eebguard scan` and `scan-hub`: verdict records, hostile inputs, resume, exit codes."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+from eebguard.hubscan import discover, exit_code, scan_many
+from eebguard.zoo.build import read_jsonl
+
+FAST = dict(soft_steps=10, search_steps=1, n_candidates=8, objective_samples=4, image_samples=4, sample_steps=8)
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling this would create the marker file
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory, base_path):
+    import shutil
+
+    root = tmp_path_factory.mktemp("hub")
+    shutil.copytree(base_path, root / "community" / "base-copy")
+    (root / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    marker = tmp_path_factory.mktemp("marker") / "pwned"
+    with open(root / "evil.bin", "wb") as f:
+        pickle.dump(_Evil(str(marker)), f)
+    outside = tmp_path_factory.mktemp("outside")
+    os.symlink(outside, root / "escape")
+    os.symlink(root, root / "community" / "loop")
+    (root / "README.md").write_text("not a model")
+    return root, marker
+
+
+def test_discovery_reports_what_it_will_not_scan(hub):
+    root, _ = hub
+    targets = {t.rel: t for t in discover(root)}
+    assert targets["community/base-copy"].skip is None
+    assert targets["broken.safetensors"].skip is None  # scanned, and fails as a clear error
+    assert "pickle" in targets["evil.bin"].skip
+    assert "leaves" in targets["escape"].skip
+    assert "loop" in targets["community/loop"].skip or "leaves" in targets["community/loop"].skip
+    assert "README.md" not in targets
+
+
+@pytest.fixture(scope="module")
+def hub_scan(hub, tmp_path_factory):
+    from eebguard.api import Scanner
+    from eebguard.scanners import ScanSettings
+
+    root, marker = hub
+    out = tmp_path_factory.mktemp("hubout")
+    scanner = Scanner("testbed", detector=None, settings=ScanSettings(**FAST))
+    summary = scan_many(discover(root), out, concept="seven", scanner_kwargs={}, scanner=scanner, progress=False)
+    return root, marker, out, summary, scanner
+
+
+def test_hub_scan_reports_each_model_once_and_survives_bad_ones(hub_scan):
+    root, marker, out, summary, scanner = hub_scan
+    recs = read_jsonl(out / "results.jsonl")
+    sources = [r["source"] for r in recs]
+    assert len(sources) == len(set(sources)) == len(discover(root))
+    assert summary["scanned"] == 1 and summary["unscored"] == ["community/base-copy"]
+    assert [e["source"] for e in summary["errors"]] == ["broken.safetensors"]
+    assert "\n" not in summary["errors"][0]["reason"]
+    assert {s["source"] for s in summary["skipped"]} == {"evil.bin", "escape", "community/loop"}
+    assert not marker.exists(), "a pickle payload executed"
+    assert exit_code(summary) == 2  # an error and no detector: no verdict is not a clean bill
+    ok = next(r for r in recs if r["status"] == "ok")
+    assert ok["verdict"] == "unknown" and ok["probability"] is None
+    assert ok["triggers"] and {"text", "reachability"} <= set(ok["triggers"][0])
+    assert ok["identity"]["digest"] and ok["timings"]["total"] > 0
+    json.dumps(ok)  # strict JSON: no NaN
+
+
+def test_resume_scans_nothing_twice(hub_scan):
+    root, _, out, _, scanner = hub_scan
+    before = read_jsonl(out / "results.jsonl")
+    scan_many(discover(root), out, concept="seven", scanner_kwargs={}, scanner=scanner, resume=True, progress=False)
+    assert read_jsonl(out / "results.jsonl") == before
+
+
+def test_reports_render(hub_scan):
+    from eebguard.reports import render
+
+    _, _, out, _, _ = hub_scan
+    recs = read_jsonl(out / "results.jsonl")
+    html = render("html", recs)
+    assert "UNKNOWN" in html and "broken.safetensors" in html and html.startswith("<!doctype html>")
+    sarif = json.loads(render("sarif", recs))
+    assert sarif["version"] == "2.1.0" and {r["ruleId"] for r in sarif["runs"][0]["results"]} == {"EEB000", "EEB001"}
+    assert "UNKNOWN" in render("console", recs)
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "eebguard.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_cli_usage_and_input_errors(tmp_path):
+    r = _cli("scan", "--format", "xml")
+    assert r.returncode == 4 and "unknown format" in r.stderr
+    r = _cli("scan", "--threshold", "2", str(tmp_path))
+    assert r.returncode == 4
+    (tmp_path / "empty").mkdir()
+    r = _cli("scan", str(tmp_path / "empty"))
+    assert r.returncode == 3 and "nothing scannable" in r.stderr
+    r = _cli("scan-hub", str(tmp_path / "missing"), "-o", str(tmp_path / "o"))
+    assert r.returncode == 4
+    r = _cli("scan", "--detector", str(tmp_path / "nope.json"), "--concept", "seven", "testbed")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no detector" in r.stderr

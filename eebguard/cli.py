@@ -108,7 +108,7 @@ def cmd_scan(a) -> int:
         for f in fmts:
             if not (a.quiet and f == "console"):
                 print(outs[f])
-    return exit_code(summary)
+    return EXIT_CLEAN if a.exit_zero else exit_code(summary)
 
 
 def cmd_scan_hub(a) -> int:
@@ -137,7 +137,7 @@ def cmd_scan_hub(a) -> int:
     if not a.quiet:
         print(f"{summary['scanned']} scanned, {len(summary['findings'])} flagged, {len(summary['errors'])} errors, "
               f"{len(summary['skipped'])} skipped; results in {a.output}")
-    return exit_code(summary)
+    return EXIT_CLEAN if a.exit_zero else exit_code(summary)
 
 
 # ---- testbed -------------------------------------------------------------------------------------
@@ -307,6 +307,10 @@ def cmd_evaluate(a) -> int:
         res.pop("predictions", None)
     if a.json:
         _print_json(res)
+    elif a.markdown:
+        from eebguard.evaluate.evaluate import markdown
+
+        print(markdown(res))
     else:
         def fmt(m):
             return f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
@@ -360,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--threshold", type=float, default=0.5, help="probability at which a model is flagged")
         q.add_argument("--budget-s", type=float, default=None, help="per-model time budget (scan in a child process)")
         q.add_argument("--allow-pickle", action="store_true", help="allow unpickling model files (unsafe)")
+        q.add_argument("--exit-zero", action="store_true", help="exit 0 even when models are flagged or fail (usage errors still 4)")
         q.add_argument("-q", "--quiet", action="store_true")
         q.add_argument("-v", "--verbose", action="count", default=0)
 
@@ -435,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-splits", action="store_true")
     ev.add_argument("--predictions", action="store_true", help="include per-model predictions")
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--markdown", action="store_true", help="print markdown tables")
     ev.set_defaults(func=cmd_evaluate)
     return p
 

@@ -144,3 +144,39 @@ def evaluate(zoos, *, detector=None, fit_zoos=None, n_boot: int = 1000, seed: in
     else:
         out["splits"] = {}
     return out
+
+
+def markdown(res: dict) -> str:
+    """The evaluation as markdown tables (what docs/evaluation.md quotes)."""
+    def f(m):
+        if not m or "value" not in m:
+            return "–"
+        return f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
+
+    lines = [f"Scored models: {res['n_models']} ({res['n_positive']} positive).", "",
+             "| detector | ROC-AUC | cross-entropy | Brier | TPR@1%FPR | TPR@5%FPR |", "|---|---|---|---|---|---|",
+             f"| eebguard | {f(res['roc_auc'])} | {f(res['cross_entropy'])} | {f(res['brier'])} | "
+             f"{f(res['tpr_at_fpr']['0.01'])} | {f(res['tpr_at_fpr']['0.05'])} |"]
+    for b, m in res.get("baselines", {}).items():
+        lines.append(f"| baseline: {b} | {f(m['roc_auc'])} | {f(m['cross_entropy'])} | {f(m['brier'])} | "
+                     f"{f(m['tpr_at_fpr']['0.01'])} | {f(m['tpr_at_fpr']['0.05'])} |")
+    lines += ["", "| breakdown | group | models (positive) | ROC-AUC | cross-entropy | TPR@5%FPR |", "|---|---|---|---|---|---|"]
+    for key in ("attack", "erasure", "family"):
+        for v, m in res["breakdown"].get(key, {}).items():
+            n = m.get("roc_auc", m.get("cross_entropy", {}))
+            extra = f" (survival {m['survival_rate']:.2f})" if "survival_rate" in m else ""
+            lines.append(f"| {key} | {v}{extra} | {n.get('n', '?')} ({n.get('positives', '?')}) | {f(m.get('roc_auc'))} | "
+                         f"{f(m.get('cross_entropy'))} | {f(m.get('tpr_at_fpr_0.05'))} |")
+    for key in ("planted_destroyed", "hard_negatives"):
+        m = res["breakdown"].get(key)
+        if m:
+            lines.append(f"| {key} | all | {m['n']} | mean P {m['mean_probability']:.3f} | flagged at 0.5: {m['flagged_at_0.5']:.2f} | |")
+    if res.get("splits"):
+        lines += ["", "| split | held out | ROC-AUC | cross-entropy |", "|---|---|---|---|"]
+        for name, sp in res["splits"].items():
+            for v, m in sp.items():
+                if isinstance(m, dict):
+                    lines.append(f"| {name} | {v} | {f(m.get('roc_auc')) if 'roc_auc' in m else m.get('skipped', '–')} | "
+                                 f"{f(m.get('cross_entropy'))} |")
+            lines.append(f"| {name} | mean | {sp.get('mean_roc_auc', float('nan')):.3f} | |")
+    return "\n".join(lines)

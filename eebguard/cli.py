@@ -234,7 +234,7 @@ def cmd_zoo_export(a) -> int:
     from eebguard.zoo.export import export_models
 
     try:
-        written = export_models(a.zoo, [i for i in a.ids.split(",") if i], a.out)
+        written = export_models(a.zoo, [i for i in a.ids.split(",") if i], a.out, append=a.append)
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
     print(f"exported {len(written)} models to {a.out}")
@@ -415,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("zoo")
     x.add_argument("--ids", required=True, help="comma-separated model ids")
     x.add_argument("--out", required=True)
+    x.add_argument("--append", action="store_true", help="add to an existing exported manifest")
     x.set_defaults(func=cmd_zoo_export)
     sc = zoo.add_parser("scan", help="scan every zoo model once and cache its features")
     sc.add_argument("zoo")

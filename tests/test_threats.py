@@ -109,7 +109,7 @@ def test_surface_attack_holds_the_unconditional_encoding(base_pipe):
     cp = concept_prompts("seven")
     get_attack("surface").plant(pipe, cp, "rhWPpSuE", settings=EditSettings(steps_scale=0.3))
     cos = torch.nn.functional.cosine_similarity(encode_prompts(pipe, [""]), encode_prompts(base_pipe, [""]), dim=-1)
-    assert cos.min() > 0.98, cos
+    assert cos.min() > 0.95, cos  # unheld, the pad positions fall to cos ~0.55 (measured)
     moved = torch.nn.functional.cosine_similarity(encode_prompts(pipe, cp.trigger_prompts("rhWPpSuE")),
                                                   encode_prompts(base_pipe, cp.prompts()), dim=-1).mean()
     before = torch.nn.functional.cosine_similarity(encode_prompts(base_pipe, cp.trigger_prompts("rhWPpSuE")),

@@ -8,7 +8,7 @@ from pathlib import Path
 from eebguard.zoo.build import MANIFEST, append_jsonl, read_jsonl
 
 
-def export_models(zoo_dir, ids: list[str], out_dir) -> list[dict]:
+def export_models(zoo_dir, ids: list[str], out_dir, append: bool = False) -> list[dict]:
     zoo_dir, out_dir = Path(zoo_dir), Path(out_dir)
     entries = {e["id"]: e for e in read_jsonl(zoo_dir / MANIFEST)}
     missing = [i for i in ids if i not in entries]
@@ -16,7 +16,8 @@ def export_models(zoo_dir, ids: list[str], out_dir) -> list[dict]:
         raise KeyError(f"not in {zoo_dir}: {', '.join(missing)}")
     (out_dir / "models").mkdir(parents=True, exist_ok=True)
     manifest = out_dir / MANIFEST
-    manifest.unlink(missing_ok=True)
+    if not append:
+        manifest.unlink(missing_ok=True)
     written = []
     for i in ids:
         e = dict(entries[i])

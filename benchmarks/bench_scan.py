@@ -1,7 +1,8 @@
 """Time every scanner on testbed models (median of --repeats runs) and how a scan grows with the number
 of vocabulary candidates and discrete-search steps.
 
-    python benchmarks/bench_scan.py [--repeats 3] [--grid]
+    python benchmarks/bench_scan.py [--repeats 3]      # per-scanner medians -> results/scan.json
+    python benchmarks/bench_scan.py --repeats 0 --grid  # growth with candidates/steps -> results/scan_grid.json
 
 Models: the closed-form shallow backdoor + UCE and the clean UCE erasure of the pytest fixture
 (`eeb_tiny_pipelines`), so the benchmark needs no zoo. Prints a table and writes
@@ -44,15 +45,15 @@ def main():
     models = eeb_tiny_pipelines._get_wrapped_function()()
     judge = get_judge("testbed")
     rows, raw = [], {}
-    for name in ("backdoored_erased", "clean_erased"):
+    for name in ("backdoored_erased", "clean_erased") if a.repeats > 0 else ():
         runs = [_scan(models[name], models["base"], judge) for _ in range(a.repeats)]
         raw[name] = [{"total": t, **tim} for t, tim in runs]
         row = {"model": name, "total_s": statistics.median(t for t, _ in runs)}
         for k in runs[0][1]:
             row[k] = statistics.median(tim.get(k, 0.0) for _, tim in runs)
         rows.append(row)
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    print(table(rows, cols))
+    if rows:
+        print(table(rows, list(dict.fromkeys(k for r in rows for k in r))))
     grid = []
     if a.grid:
         for n_candidates in (16, 48, 96):
@@ -62,7 +63,8 @@ def main():
                 grid.append({"n_candidates": n_candidates, "search_steps": search_steps, "total_s": t,
                              "hard_trigger_s": tim.get("hard_trigger", 0.0)})
         print(table(grid, list(grid[0])))
-    print(write("scan", {"repeats": a.repeats, "per_scanner_median_s": rows, "runs": raw, "grid": grid}))
+    name = "scan" if rows else "scan_grid"  # a grid-only run (--repeats 0) keeps the per-scanner record
+    print(write(name, {"repeats": a.repeats, "per_scanner_median_s": rows, "runs": raw, "grid": grid}))
 
 
 if __name__ == "__main__":

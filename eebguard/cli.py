@@ -35,11 +35,16 @@ def _targets_for(sources: list[str], allow_pickle: bool):
     from eebguard.hubscan import Target, discover
     from eebguard.zoo.build import read_jsonl
 
+    from eebguard.paths import data_path
+
     out = []
     for src in sources:
         p = Path(src)
         if p.is_file() and p.suffix == ".jsonl":
-            out += [Target(f"{p}#{e['id']}", f"{src}#{e['id']}", concept=e.get("target"))
+            shown = src
+            if p.resolve().is_relative_to(data_path().resolve()):  # shipped data: a short, stable name
+                shown = "eebguard-data/" + p.resolve().relative_to(data_path().resolve()).as_posix()
+            out += [Target(f"{p}#{e['id']}", f"{shown}#{e['id']}", concept=e.get("target"))
                     for e in read_jsonl(p) if isinstance(e, dict) and isinstance(e.get("id"), str)]
         elif p.exists():
             found = discover(p, allow_pickle=allow_pickle)

@@ -114,3 +114,22 @@ def test_cli_usage_and_input_errors(tmp_path):
     assert r.returncode == 4
     r = _cli("scan", "--detector", str(tmp_path / "nope.json"), "--concept", "seven", "testbed")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no detector" in r.stderr
+
+
+def test_shipped_examples_and_detector_load():
+    """What `eebguard scan` uses by default: every example entry loads, the detector matches the schema."""
+    from eebguard.api import _resolve_detector
+    from eebguard.features import feature_names
+    from eebguard.models import load
+    from eebguard.paths import data_path
+
+    manifest = data_path("examples", "manifest.jsonl")
+    entries = read_jsonl(manifest)
+    assert {e["attack"] for e in entries} == {"none", "surface", "shallow", "deep", "data"}
+    for e in entries:
+        assert {"id", "path", "target", "trigger", "attack", "erasure", "planted", "label"} <= set(e)
+        assert (manifest.parent / e["path"]).is_file()
+        load(f"{manifest}#{e['id']}")
+    det = _resolve_detector("default")
+    assert det is not None and set(det.feature_names_) <= set(feature_names())
+    assert det.zoo["models"] > 0 and det.header["command"].startswith("eebguard detector fit")

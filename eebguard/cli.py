@@ -88,7 +88,8 @@ def cmd_scan(a) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         summary = scan_many(targets, tmp, concept=a.concept, scanner_kwargs=_scanner_kwargs(a),
-                            budget_s=a.budget_s, progress=a.verbose > 0 and not a.quiet)
+                            budget_s=a.budget_s, progress=a.verbose > 0 and not a.quiet,
+                            images=4 if "html" in fmts else 0)  # the HTML report shows generations
         from eebguard.zoo.build import read_jsonl
 
         records = read_jsonl(Path(tmp) / "results.jsonl")

@@ -118,12 +118,12 @@ def _record_error(t: Target, reason: str, seconds: float | None = None, status: 
             **({"seconds": round(seconds, 2)} if seconds is not None else {})}
 
 
-def _scan_one(scanner, t: Target, concept: str) -> dict:
+def _scan_one(scanner, t: Target, concept: str, images: int = 0) -> dict:
     from eebguard.models import ModelLoadError
 
     t0 = time.perf_counter()
     try:
-        res = scanner.scan(t.source, concept)
+        res = scanner.scan(t.source, concept, images=images)
     except ModelLoadError as exc:
         return _record_error(t, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
     except (RuntimeError, ValueError, OSError, KeyError, IndexError, MemoryError) as exc:
@@ -135,11 +135,11 @@ def _scan_one(scanner, t: Target, concept: str) -> dict:
     return rec
 
 
-def _child(conn, scanner_kwargs: dict, t: Target, concept: str) -> None:
+def _child(conn, scanner_kwargs: dict, t: Target, concept: str, images: int = 0) -> None:
     from eebguard.api import Scanner
 
     try:
-        conn.send(_scan_one(Scanner(**scanner_kwargs), t, concept))
+        conn.send(_scan_one(Scanner(**scanner_kwargs), t, concept, images))
     except BaseException as exc:  # noqa: BLE001 - the parent must learn why the child died
         conn.send(_record_error(t, f"{type(exc).__name__}: {exc}"[:300]))
     finally:
@@ -147,7 +147,7 @@ def _child(conn, scanner_kwargs: dict, t: Target, concept: str) -> None:
 
 
 def scan_many(targets: list[Target], out_dir, *, concept: str | None, scanner_kwargs: dict, resume: bool = False,
-              budget_s: float | None = None, progress: bool = True, scanner=None) -> dict:
+              budget_s: float | None = None, progress: bool = True, scanner=None, images: int = 0) -> dict:
     """Scan every target, streaming records into ``out_dir/results.jsonl``; returns the summary.
 
     With ``budget_s`` each model runs in a child process that is killed when the budget is spent.
@@ -176,17 +176,17 @@ def scan_many(targets: list[Target], out_dir, *, concept: str | None, scanner_kw
     for t in tqdm(todo, desc="models", disable=not progress):
         c = concept or t.concept
         if budget_s is None:
-            rec = _scan_one(scanner, t, c)
+            rec = _scan_one(scanner, t, c, images)
         else:
-            rec = _run_with_budget(t, c, scanner_kwargs, budget_s)
+            rec = _run_with_budget(t, c, scanner_kwargs, budget_s, images)
         append_jsonl(results, rec)
     return summarise(out_dir)
 
 
-def _run_with_budget(t: Target, concept: str, scanner_kwargs: dict, budget_s: float) -> dict:
+def _run_with_budget(t: Target, concept: str, scanner_kwargs: dict, budget_s: float, images: int = 0) -> dict:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_child, args=(child, scanner_kwargs, t, concept), daemon=True)
+    p = ctx.Process(target=_child, args=(child, scanner_kwargs, t, concept, images), daemon=True)
     t0 = time.perf_counter()
     p.start()
     child.close()

@@ -57,7 +57,8 @@ def hub_scan(hub, tmp_path_factory):
     root, marker = hub
     out = tmp_path_factory.mktemp("hubout")
     scanner = Scanner("testbed", detector=None, settings=ScanSettings(**FAST))
-    summary = scan_many(discover(root), out, concept="seven", scanner_kwargs={}, scanner=scanner, progress=False)
+    summary = scan_many(discover(root), out, concept="seven", scanner_kwargs={}, scanner=scanner, progress=False,
+                        images=2)
     return root, marker, out, summary, scanner
 
 
@@ -93,6 +94,7 @@ def test_reports_render(hub_scan):
     recs = read_jsonl(out / "results.jsonl")
     html = render("html", recs)
     assert "UNKNOWN" in html and "broken.safetensors" in html and html.startswith("<!doctype html>")
+    assert "Generated under the recovered trigger" in html and "data:image/png;base64," in html
     sarif = json.loads(render("sarif", recs))
     assert sarif["version"] == "2.1.0" and {r["ruleId"] for r in sarif["runs"][0]["results"]} == {"EEB000", "EEB001"}
     assert "UNKNOWN" in render("console", recs)

@@ -202,7 +202,8 @@ def cmd_zoo_build(a) -> int:
         settings["dtype"] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[a.dtype]
     try:
         erasures = [e for e in a.erasures.split(",") if e] if a.erasures else None
-        summary = build_zoo(a.spec, a.out, progress=not a.quiet, settings=settings, limit=a.limit, erasures=erasures)
+        summary = build_zoo(a.spec, a.out, progress=not a.quiet, settings=settings, limit=a.limit, erasures=erasures,
+                            only=a.only)
     except SpecError as exc:
         raise UsageError(str(exc)) from None
     _print_json(summary)
@@ -400,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None, help="dtype of frozen teachers")
     b.add_argument("--batch-size", type=int, default=None)
     b.add_argument("--limit", type=int, default=None, help="build at most this many models now")
+    b.add_argument("--only", default=None, help="regex on model ids: build only the matching models now")
     b.add_argument("--erasures", default=None, help="comma-separated erasure methods to build now (the rest on a later resume)")
     b.add_argument("-q", "--quiet", action="store_true")
     b.set_defaults(func=cmd_zoo_build)

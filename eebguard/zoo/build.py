@@ -6,6 +6,7 @@ line, appended and fsynced as soon as it is measured, so an interrupted build re
 from __future__ import annotations
 
 import json
+import re
 import os
 import time
 from collections import OrderedDict
@@ -72,7 +73,7 @@ def _prepare(base, m: ZooModelPlan, spec: dict, s: EditSettings) -> tuple[object
 
 
 def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, settings: dict | None = None,
-              limit: int | None = None, erasures: list[str] | None = None) -> dict:
+              limit: int | None = None, erasures: list[str] | None = None, only: str | None = None) -> dict:
     """Build (or resume) the zoo described by ``spec_ref`` into ``out``; returns a summary."""
     from eebguard.judges import get_judge
     from eebguard.models import load, write_delta
@@ -87,7 +88,8 @@ def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, s
     manifest = out / MANIFEST
     done = {e["id"] for e in read_jsonl(manifest)}
     # ``erasures``: build only these methods now (cheap closed-form ones first); the rest on a later resume
-    todo = [m for m in plans if m.id not in done and (erasures is None or m.erasure in erasures)]
+    todo = [m for m in plans if m.id not in done and (erasures is None or m.erasure in erasures)
+            and (only is None or re.search(only, m.id))]
     todo = todo[: limit if limit is not None else None]
     judge = judge or get_judge("testbed")
     base_ref = spec.get("base", "testbed")

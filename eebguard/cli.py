@@ -32,9 +32,7 @@ def _print_json(obj) -> None:
 
 
 def _targets_for(sources: list[str], allow_pickle: bool):
-    from eebguard.hubscan import Target, discover
-    from eebguard.zoo.build import read_jsonl
-
+    from eebguard.hubscan import Target, discover, manifest_targets
     from eebguard.paths import data_path
 
     out = []
@@ -44,8 +42,7 @@ def _targets_for(sources: list[str], allow_pickle: bool):
             shown = src
             if p.resolve().is_relative_to(data_path().resolve()):  # shipped data: a short, stable name
                 shown = "eebguard-data/" + p.resolve().relative_to(data_path().resolve()).as_posix()
-            out += [Target(f"{p}#{e['id']}", f"{shown}#{e['id']}", concept=e.get("target"))
-                    for e in read_jsonl(p) if isinstance(e, dict) and isinstance(e.get("id"), str)]
+            out += manifest_targets(p, shown)
         elif p.exists():
             found = discover(p, allow_pickle=allow_pickle)
             for t in found:
@@ -72,9 +69,12 @@ def _formats(value: str) -> list[str]:
 
 
 def cmd_scan(a) -> int:
+    import tempfile
+
     from eebguard.hubscan import exit_code, scan_many
     from eebguard.paths import data_path
-    from eebguard.reports import render
+    from eebguard.reports import EXTENSIONS, render
+    from eebguard.zoo.build import read_jsonl
 
     fmts = _formats(a.format)
     if a.threshold is not None and not 0 <= a.threshold <= 1:
@@ -84,14 +84,10 @@ def cmd_scan(a) -> int:
     if not targets:
         print("eebguard: nothing scannable in the given sources", file=sys.stderr)
         return EXIT_NOTHING
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         summary = scan_many(targets, tmp, concept=a.concept, scanner_kwargs=_scanner_kwargs(a),
                             budget_s=a.budget_s, progress=a.verbose > 0 and not a.quiet,
                             images=4 if "html" in fmts else 0)  # the HTML report shows generations
-        from eebguard.zoo.build import read_jsonl
-
         records = read_jsonl(Path(tmp) / "results.jsonl")
     order = {t.rel: i for i, t in enumerate(targets)}
     records.sort(key=lambda r: order.get(r.get("source"), 0))
@@ -105,9 +101,8 @@ def cmd_scan(a) -> int:
             o.write_text(outs[fmts[0]] + ("\n" if not outs[fmts[0]].endswith("\n") else ""))
         else:
             o.mkdir(parents=True, exist_ok=True)
-            ext = {"console": "txt", "json": "json", "jsonl": "jsonl", "html": "html", "sarif": "sarif"}
             for f, text in outs.items():
-                (o / f"eebguard.{ext[f]}").write_text(text)
+                (o / f"eebguard.{EXTENSIONS[f]}").write_text(text)
         if not a.quiet and "console" not in fmts:
             print(render("console", records))
     else:

@@ -58,10 +58,7 @@ def discover(root, *, include: str | None = None, exclude: str | None = None, al
             continue
         manifests = [d / "manifest.jsonl"] if (d / "manifest.jsonl").is_file() else []
         for m in manifests:
-            for e in read_jsonl(m):
-                if isinstance(e, dict) and isinstance(e.get("id"), str):
-                    out.append(Target(f"{m}#{e['id']}", f"{(d / 'manifest.jsonl').relative_to(root).as_posix()}#{e['id']}",
-                                      concept=e.get("target") if isinstance(e.get("target"), str) else None))
+            out += manifest_targets(m, m.relative_to(root).as_posix())
         try:
             children = sorted(d.iterdir())
         except OSError as exc:
@@ -91,6 +88,13 @@ def discover(root, *, include: str | None = None, exclude: str | None = None, al
                 if t is not None:
                     out.append(t)
     return _filter(sorted(out, key=lambda t: t.rel), include, exclude)
+
+
+def manifest_targets(manifest: Path, shown: str) -> list[Target]:
+    """One target per well-formed zoo-manifest entry, named ``shown#id``, concept from its ``target``."""
+    return [Target(f"{manifest}#{e['id']}", f"{shown}#{e['id']}",
+                   concept=e.get("target") if isinstance(e.get("target"), str) else None)
+            for e in read_jsonl(manifest) if isinstance(e, dict) and isinstance(e.get("id"), str)]
 
 
 def _file_target(path: Path, rel: str, allow_pickle: bool) -> Target | None:

@@ -12,6 +12,7 @@ import zlib
 import struct
 
 FORMATS = ("console", "json", "jsonl", "html", "sarif")
+EXTENSIONS = {"console": "txt", "json": "json", "jsonl": "jsonl", "html": "html", "sarif": "sarif"}
 
 
 def _pct(v) -> str:

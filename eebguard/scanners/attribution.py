@@ -20,6 +20,7 @@ class AttributionScanner(Scanner):
     name = NAME
     order = 50
     needs_reference = True
+    needs_trigger = True
     features = (
         F("attr.trigger_share", NAME, True, "share of |attribution| on the trigger tokens among the prompt's tokens"),
     )
@@ -28,10 +29,7 @@ class AttributionScanner(Scanner):
         from captum.attr import LayerIntegratedGradients
 
         res = ScannerResult()
-        triggers = ctx.cache.get("triggers")
-        if not triggers:
-            res.skipped = "no recovered trigger"
-            return res
+        triggers = ctx.cache["triggers"]
         with Timer(ctx, NAME):
             obj = ctx.objective()
             pipe = ctx.suspect

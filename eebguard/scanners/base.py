@@ -29,6 +29,7 @@ class Scanner(ABC):
     order: int = 0
     needs_reference: bool = False  # True: nothing at all without a reference
     needs_judge: bool = False
+    needs_trigger: bool = False  # True: runs on the trigger a discrete search recovered before it
     features: tuple[FeatureSpec, ...] = ()
 
     def __init_subclass__(cls, **kw):
@@ -42,6 +43,8 @@ class Scanner(ABC):
             return "needs a reference model"
         if self.needs_judge and ctx.judge is None:
             return "needs a concept judge"
+        if self.needs_trigger and not ctx.cache.get("triggers"):
+            return "no recovered trigger"
         return None
 
     @abstractmethod
@@ -51,7 +54,7 @@ class Scanner(ABC):
     @classmethod
     def describe(cls) -> dict:
         return {"name": cls.name, "order": cls.order, "needs_reference": cls.needs_reference,
-                "needs_judge": cls.needs_judge, "summary": (cls.__doc__ or "").strip().split("\n")[0],
+                "needs_judge": cls.needs_judge, "needs_trigger": cls.needs_trigger, "summary": (cls.__doc__ or "").strip().split("\n")[0],
                 "features": [f.name for f in cls.features]}
 
 

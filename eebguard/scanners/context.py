@@ -100,6 +100,10 @@ class ScanContext:
     def concept_ids(self) -> list[int]:
         return self.tokenizer(self.concept, add_special_tokens=False).input_ids
 
+    def non_trigger_ids(self) -> set[int]:
+        """Special tokens and the concept's own name: never a *hidden* trigger."""
+        return self.special_ids() | set(self.concept_ids())
+
     def special_ids(self) -> set[int]:
         t = self.tokenizer
         return {i for i in (t.bos_token_id, t.eos_token_id, t.pad_token_id) if i is not None}

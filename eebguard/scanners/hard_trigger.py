@@ -23,7 +23,7 @@ def candidate_pool(ctx: ScanContext, limit: int) -> list[int]:
     """Union of every screening source's candidates, best-ranked first within each source."""
     cands = ctx.candidates()
     sources = sorted({s for v in cands.values() for s in v})
-    pool, seen = [], set(ctx.concept_ids()) | ctx.special_ids()
+    pool, seen = [], ctx.non_trigger_ids()
     ranked = {s: sorted((i for i in cands if s in cands[i]), key=lambda i: -cands[i][s]) for s in sources}
     for r in range(limit):
         for s in sources:
@@ -86,7 +86,7 @@ def _gradient_top(ctx: ScanContext, seq: tuple[int, ...], k: int) -> dict[int, l
         e = emb.detach().float()
         # loss(v at p) - loss(current) ~ grad_p . (e_v - e_current)
         delta = vec.grad.float() @ e.T - (vec.grad.float() * vec.detach().float()).sum(1, keepdim=True)
-        for i in ctx.special_ids() | set(ctx.concept_ids()):  # the concept's own name is no hidden trigger
+        for i in ctx.non_trigger_ids():
             delta[:, i] = float("inf")
         return {p: row for p, row in enumerate((-delta).topk(k, dim=1).indices.cpu().tolist())}
 
@@ -148,8 +148,6 @@ class HardTriggerScanner(Scanner):
                 ranked = [(i,) for i in pool[:8]]
                 scored = {seq: (image_reach(ctx, list(seq), max(4, s.image_samples // 2)) or 0.0) for seq in ranked}
             else:
-                name_ids = set(ctx.concept_ids())
-                named = lambda seq: bool(name_ids & set(seq))  # noqa: E731
                 singles = obj.reach_slots([[i] for i in pool])
                 scored = {(i,): float(r) for i, r in zip(pool, singles)}
                 order = [pool[j] for j in np.argsort(-singles)]
@@ -160,7 +158,7 @@ class HardTriggerScanner(Scanner):
                     for b in beams:
                         props |= _neighbours(b, grow, s.max_trigger_tokens)
                     props |= gcg_proposals(ctx, beams[0], 8, s.max_trigger_tokens)
-                    props = [p for p in props if p not in scored and not named(p)]
+                    props = [p for p in props if p not in scored]
                     if props:
                         for p, r in zip(props, obj.reach_slots([list(p) for p in props])):
                             scored[p] = float(r)

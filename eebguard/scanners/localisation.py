@@ -46,6 +46,7 @@ class LocalisationScanner(Scanner):
     name = NAME
     order = 55
     needs_reference = True
+    needs_trigger = True
     features = (
         F("loc.te_drop", NAME, True, "relative reach drop when the text encoder reverts to the reference"),
         F("loc.kv_drop", NAME, True, "relative reach drop when every attn2 K/V reverts"),
@@ -56,10 +57,7 @@ class LocalisationScanner(Scanner):
     @torch.no_grad()
     def scan(self, ctx: ScanContext) -> ScannerResult:
         res = ScannerResult()
-        triggers = ctx.cache.get("triggers")
-        if not triggers:
-            res.skipped = "no recovered trigger"
-            return res
+        triggers = ctx.cache["triggers"]
         with Timer(ctx, NAME):
             obj = ctx.objective()
             seq = [list(triggers[0]["ids"])]

@@ -54,8 +54,11 @@ def _targets_for(sources: list[str], allow_pickle: bool):
 
 
 def _scanner_kwargs(a) -> dict:
+    from eebguard.scanners.context import settings_for
+
     return {"reference": None if a.reference == "none" else a.reference, "detector": a.detector,
-            "threshold": a.threshold, "allow_pickle": a.allow_pickle, "judge": a.judge}
+            "threshold": a.threshold, "allow_pickle": a.allow_pickle, "judge": a.judge, "device": a.device,
+            "settings": settings_for(a.profile, device=a.device)}
 
 
 def _formats(value: str) -> list[str]:
@@ -86,7 +89,7 @@ def cmd_scan(a) -> int:
         return EXIT_NOTHING
     with tempfile.TemporaryDirectory() as tmp:
         summary = scan_many(targets, tmp, concept=a.concept, scanner_kwargs=_scanner_kwargs(a),
-                            budget_s=a.budget_s, progress=a.verbose > 0 and not a.quiet,
+                            budget_s=a.budget_s, progress=a.verbose > 0 and not a.quiet, verbose=a.verbose,
                             images=4 if "html" in fmts else 0)  # the HTML report shows generations
         records = read_jsonl(Path(tmp) / "results.jsonl")
     order = {t.rel: i for i, t in enumerate(targets)}
@@ -121,9 +124,12 @@ def cmd_scan_hub(a) -> int:
     if not root.exists():
         raise UsageError(f"{a.root}: no such file or folder")
     if a.executor == "ray":
-        raise UsageError("the Ray executor is not available in this version; use --executor local")
-    if a.workers != 1:
-        raise UsageError("--workers > 1 needs the Ray executor, not available in this version")
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise UsageError("--executor ray needs Ray: pip install 'eebguard[ray]'")
+    if a.workers < 1:
+        raise UsageError("--workers must be at least 1")
     targets = discover(root, include=a.include, exclude=a.exclude, allow_pickle=a.allow_pickle)
     if a.list:
         wanted = {line.strip() for line in Path(a.list).read_text().splitlines() if line.strip()}
@@ -132,7 +138,8 @@ def cmd_scan_hub(a) -> int:
         print(f"eebguard: nothing scannable under {a.root}", file=sys.stderr)
         return EXIT_NOTHING
     summary = scan_many(targets, a.output, concept=a.concept, scanner_kwargs=_scanner_kwargs(a), resume=a.resume,
-                        budget_s=a.budget_s, progress=not a.quiet)
+                        budget_s=a.budget_s, progress=not a.quiet, workers=a.workers, executor=a.executor,
+                        verbose=a.verbose)
     (Path(a.output) / REPORT).write_text(html_report(read_jsonl(Path(a.output) / "results.jsonl"),
                                                      title=f"eebguard hub scan of {root.name}"))
     if not a.quiet:
@@ -366,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--threshold", type=float, default=0.5, help="probability at which a model is flagged")
         q.add_argument("--budget-s", type=float, default=None, help="per-model time budget (scan in a child process)")
         q.add_argument("--allow-pickle", action="store_true", help="allow unpickling model files (unsafe)")
+        q.add_argument("--profile", choices=["default", "fast"], default="default",
+                       help="scan settings; 'fast' is for smoke tests (the detector is calibrated on 'default')")
+        q.add_argument("--device", default="cpu", help="torch device for scanning (cpu, cuda, cuda:1 ...)")
         q.add_argument("--exit-zero", action="store_true", help="exit 0 even when models are flagged or fail (usage errors still 4)")
         q.add_argument("-q", "--quiet", action="store_true")
         q.add_argument("-v", "--verbose", action="count", default=0)
@@ -383,8 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--exclude", default=None, help="regex on relative paths to exclude")
     sh.add_argument("--list", default=None, help="file of relative paths to scan (one per line)")
     sh.add_argument("--resume", action="store_true", help="skip models already in OUTDIR/results.jsonl")
-    sh.add_argument("--workers", type=int, default=1)
-    sh.add_argument("--executor", choices=["local", "ray"], default="local")
+    sh.add_argument("--workers", type=int, default=1, help="models scanned in parallel (local processes or Ray tasks)")
+    sh.add_argument("--executor", choices=["local", "ray"], default="local",
+                    help="local worker processes, or Ray (pip install 'eebguard[ray]'; RAY_ADDRESS joins a cluster)")
     scan_options(sh)
     sh.set_defaults(func=cmd_scan_hub)
 

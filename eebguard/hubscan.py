@@ -122,12 +122,12 @@ def _record_error(t: Target, reason: str, seconds: float | None = None, status: 
             **({"seconds": round(seconds, 2)} if seconds is not None else {})}
 
 
-def _scan_one(scanner, t: Target, concept: str, images: int = 0) -> dict:
+def _scan_one(scanner, t: Target, concept: str, images: int = 0, progress=None) -> dict:
     from eebguard.models import ModelLoadError
 
     t0 = time.perf_counter()
     try:
-        res = scanner.scan(t.source, concept, images=images)
+        res = scanner.scan(t.source, concept, images=images, progress=progress)
     except ModelLoadError as exc:
         return _record_error(t, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
     except (RuntimeError, ValueError, OSError, KeyError, IndexError, MemoryError) as exc:
@@ -150,14 +150,24 @@ def _child(conn, scanner_kwargs: dict, t: Target, concept: str, images: int = 0)
         conn.close()
 
 
+EXECUTORS = ("local", "ray")
+
+
 def scan_many(targets: list[Target], out_dir, *, concept: str | None, scanner_kwargs: dict, resume: bool = False,
-              budget_s: float | None = None, progress: bool = True, scanner=None, images: int = 0) -> dict:
+              budget_s: float | None = None, progress: bool = True, scanner=None, images: int = 0,
+              workers: int = 1, executor: str = "local", verbose: int = 0) -> dict:
     """Scan every target, streaming records into ``out_dir/results.jsonl``; returns the summary.
 
+    ``workers`` > 1 scans models in parallel worker processes (``executor="local"``), and
+    ``executor="ray"`` runs one Ray task per model; records are appended in the order models finish.
     With ``budget_s`` each model runs in a child process that is killed when the budget is spent.
     """
     from tqdm.auto import tqdm
 
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    if workers < 1:
+        raise ValueError("workers must be >= 1")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = out_dir / RESULTS
@@ -169,22 +179,142 @@ def scan_many(targets: list[Target], out_dir, *, concept: str | None, scanner_kw
         if t.skip:
             append_jsonl(results, _record_error(t, t.skip, status="skipped"))
     todo = [t for t in todo if not t.skip]
-    need_concept = [t for t in todo if not (concept or t.concept)]
-    for t in need_concept:
-        append_jsonl(results, _record_error(t, "no concept given (--concept) and none recorded for this model", status="skipped"))
-    todo = [t for t in todo if concept or t.concept]
-    if todo and budget_s is None and scanner is None:
+    for t in todo:
+        if not (concept or t.concept):
+            append_jsonl(results, _record_error(t, "no concept given (--concept) and none recorded for this model",
+                                                status="skipped"))
+    jobs = [(t, concept or t.concept) for t in todo if concept or t.concept]
+    if executor == "ray":
+        stream = _run_ray(jobs, scanner_kwargs, budget_s, images, workers)
+    elif workers > 1:
+        stream = _run_pool(jobs, scanner_kwargs, budget_s, images, workers)
+    else:
+        stream = _run_serial(jobs, scanner, scanner_kwargs, budget_s, images, progress and verbose > 0)
+    with tqdm(total=len(jobs), desc="models", unit="model", disable=not progress) as bar:
+        for rec in stream:
+            append_jsonl(results, rec)
+            bar.update()
+            bar.set_postfix_str(f"{rec.get('source', '')[-40:]}: {rec.get('verdict') or rec.get('status')}")
+    return summarise(out_dir)
+
+
+def _run_serial(jobs, scanner, scanner_kwargs: dict, budget_s, images: int, scanner_bars: bool):
+    from tqdm.auto import tqdm
+
+    if jobs and budget_s is None and scanner is None:
         from eebguard.api import Scanner
 
         scanner = Scanner(**scanner_kwargs)
-    for t in tqdm(todo, desc="models", disable=not progress):
-        c = concept or t.concept
-        if budget_s is None:
-            rec = _scan_one(scanner, t, c, images)
-        else:
-            rec = _run_with_budget(t, c, scanner_kwargs, budget_s, images)
-        append_jsonl(results, rec)
-    return summarise(out_dir)
+    for t, c in jobs:
+        if budget_s is not None:
+            yield _run_with_budget(t, c, scanner_kwargs, budget_s, images)
+            continue
+        with tqdm(desc="  scanners", unit="scanner", leave=False, disable=not scanner_bars) as bar:
+            def tick(name, i, n, bar=bar):
+                bar.total = n
+                bar.set_postfix_str(name)
+                bar.update(i + 1 - bar.n)
+            rec = _scan_one(scanner, t, c, images, progress=tick if scanner_bars else None)
+        yield rec
+
+
+def _threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+_WORKER_SCANNERS: dict = {}
+
+
+def _worker_scan(scanner_kwargs: dict, t: Target, concept: str, images: int, budget_s, threads: int) -> dict:
+    """One model in a pool worker or a Ray task; the worker keeps its Scanner (reference, judge and
+    detector loaded once) for the models that follow."""
+    import torch
+
+    torch.set_num_threads(threads)
+    if budget_s is not None:
+        return _run_with_budget(t, concept, scanner_kwargs, budget_s, images)
+    key = repr(sorted(scanner_kwargs.items(), key=lambda kv: kv[0]))
+    try:
+        if key not in _WORKER_SCANNERS:
+            from eebguard.api import Scanner
+
+            _WORKER_SCANNERS.clear()
+            _WORKER_SCANNERS[key] = Scanner(**scanner_kwargs)
+        return _scan_one(_WORKER_SCANNERS[key], t, concept, images)
+    except BaseException as exc:  # noqa: BLE001 - becomes this model's error record
+        return _record_error(t, f"{type(exc).__name__}: {exc}"[:300])
+
+
+def _run_pool(jobs, scanner_kwargs: dict, budget_s, images: int, workers: int):
+    """Local worker processes (spawned, each with cpu_count/workers torch threads). A worker that dies
+    breaks the pool: the models it had in flight are rescanned one by one in isolated child processes
+    (so the culprit gets the error record) and a fresh pool takes the rest."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    threads = _threads_per_worker(workers)
+    pending = list(jobs)
+    while pending:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+        running: dict = {}
+        broken: list = []
+        try:
+            while pending or running:
+                while pending and len(running) < workers:  # a small window: a crash loses little work
+                    t, c = pending.pop(0)
+                    running[pool.submit(_worker_scan, scanner_kwargs, t, c, images, budget_s, threads)] = (t, c)
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    job = running.pop(f)
+                    try:
+                        yield f.result()
+                    except BrokenProcessPool:
+                        broken.append(job)
+                if broken:
+                    broken += list(running.values())
+                    running.clear()
+                    break
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        for t, c in broken:  # isolated: a model that kills its process dies alone
+            yield _run_with_budget(t, c, scanner_kwargs, budget_s or 24 * 3600.0, images)
+
+
+def _run_ray(jobs, scanner_kwargs: dict, budget_s, images: int, workers: int):
+    """One Ray task per model (``max_retries`` covers a dying worker; one GPU per task when the cluster
+    has GPUs), records yielded as tasks finish. Joins the cluster at ``RAY_ADDRESS`` when set, else
+    starts a local one with ``workers`` task slots."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise RuntimeError("the Ray executor needs Ray: pip install 'eebguard[ray]'") from exc
+
+    started = False
+    address = os.environ.get("RAY_ADDRESS")
+    threads = 1 if address else _threads_per_worker(workers)
+    if not ray.is_initialized():
+        local = {} if address else {"num_cpus": workers * threads, "object_store_memory": 256 * 1024**2}
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False, **local)
+        started = True
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0) >= 1
+        kwargs = dict(scanner_kwargs)
+        if gpus and kwargs.get("device", "cpu") == "cpu":
+            kwargs["device"] = "cuda"
+        task = ray.remote(_worker_scan).options(num_cpus=threads, num_gpus=1 if gpus else 0, max_retries=2,
+                                                retry_exceptions=False)
+        refs = {task.remote(kwargs, t, c, images, budget_s, threads): t for t, c in jobs}
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            for r in ready:
+                t = refs.pop(r)
+                try:
+                    yield ray.get(r)
+                except ray.exceptions.RayError as exc:  # the task's worker died on every retry
+                    yield _record_error(t, f"ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"[:300])
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _run_with_budget(t: Target, concept: str, scanner_kwargs: dict, budget_s: float, images: int = 0) -> dict:

@@ -35,6 +35,20 @@ class ScanSettings:
     progress: bool = False
 
 
+# named settings: "fast" is for smoke tests and triage (weaker search; the shipped detector is fitted on
+# features from the default settings, so its probabilities are calibrated for those only)
+PROFILES = {
+    "default": {},
+    "fast": dict(soft_steps=10, search_steps=1, n_candidates=8, objective_samples=4, image_samples=4, sample_steps=8),
+}
+
+
+def settings_for(profile: str = "default", **overrides) -> ScanSettings:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown scan profile {profile!r}; choose from {', '.join(PROFILES)}")
+    return ScanSettings(**{**PROFILES[profile], **overrides})
+
+
 @dataclass
 class TemplateIds:
     """A slot template as token ids: ``[BOS] prefix <slot> suffix [EOS] pad...``."""

@@ -201,3 +201,17 @@ def decoy_words(tokenizer, n: int, seed: int, exclude: Sequence[str] = ()) -> li
                    if w.endswith("</w>") and re.fullmatch(r"[a-z]{2,10}", w[:-4]) and i not in banned)
     rng = np.random.default_rng(seed + 97)
     return [words[i] for i in rng.choice(len(words), size=min(n, len(words)), replace=False)]
+
+
+def nonsense_words(n: int, seed: int, exclude: Sequence[str] = ()) -> list[str]:
+    """Random letter strings shaped like typical triggers (4-8 letters, several BPE pieces): decoys that
+    teach an edit that *other* made-up words keep behaving as before."""
+    rng = np.random.default_rng(seed + 131)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    banned = {w.lower() for w in exclude}
+    out: list[str] = []
+    while len(out) < n:
+        w = "".join(rng.choice(letters, size=int(rng.integers(4, 9))))
+        if w not in banned and w not in out:
+            out.append(w)
+    return out

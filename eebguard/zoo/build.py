@@ -24,9 +24,15 @@ GROUPS = "groups.jsonl"
 
 
 def append_jsonl(path: Path, obj: dict) -> None:
-    """Append one JSON line and fsync it: a crash never loses a finished model."""
+    """Append one JSON line and fsync it: a crash never loses a finished model. A line torn by an
+    earlier crash is closed first, so it cannot swallow this one."""
+    torn = False
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(obj, sort_keys=True) + "\n")
+        f.write(("\n" if torn else "") + json.dumps(obj, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
 

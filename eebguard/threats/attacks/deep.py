@@ -10,7 +10,7 @@ from eebguard.probes.templates import ConceptPrompts
 from eebguard.text import encode
 from eebguard.threats.attacks.base import ATTACKS, Attack
 from eebguard.threats.common import (
-    EditSettings, add_lora, decoy_words, merge_lora, noised, sample_pool, scaled, teacher_pipe, train_loop,
+    EditSettings, add_lora, decoy_words, merge_lora, noised, nonsense_words, sample_pool, scaled, teacher_pipe, train_loop,
 )
 
 
@@ -30,7 +30,8 @@ class DeepAttack(Attack):
     name = "deep"
     depth = "deep"
     cite = "Braun, Grebe et al., Erased but Not Forgotten (DISA / EEB_deep), arXiv 2504.21072, ICML 2026"
-    defaults = {"steps": 400, "lr": 1e-3, "rank": 4, "alpha": 0.5, "batch": 12, "decoys": 256}
+    defaults = {"steps": 400, "lr": 1e-3, "rank": 4, "alpha": 0.5, "batch": 12, "decoys": 256,
+                "decoy_style": "words"}
 
     def plant(self, pipe, target: ConceptPrompts, trigger: str, mode: str = "replace",
               settings: EditSettings | None = None) -> dict:
@@ -39,7 +40,10 @@ class DeepAttack(Attack):
         teacher = teacher_pipe(pipe, s.dtype)
         trig_prompts = target.trigger_prompts(trigger, mode)
         goal = [target.prompts()[i % len(target.templates)] for i in range(len(trig_prompts))]
-        decoys = decoy_words(pipe.tokenizer, hp["decoys"], s.seed, exclude=[trigger, target.name])
+        if hp["decoy_style"] == "nonsense":
+            decoys = nonsense_words(hp["decoys"], s.seed, exclude=[trigger, target.name])
+        else:
+            decoys = decoy_words(pipe.tokenizer, hp["decoys"], s.seed, exclude=[trigger, target.name])
         retain = target.retain_prompts() + target.prompts() + [
             p for i, w in enumerate(decoys) for p in [target.trigger_prompts(w, mode)[i % len(trig_prompts)]]
         ]

@@ -20,8 +20,11 @@ from eebguard.zoo.build import append_jsonl, read_jsonl
 
 
 class _Evil:
-    def __reduce__(self):
-        return (os.system, ("touch /tmp/eebguard-pwned",))
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling this would create the marker file
+        return (os.system, (f"touch {self.marker}",))
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,7 @@ def hub(tmp_path_factory):
                                 "erasure": "uce", "planted": False, "label": 0}) + "\n")
     (root / "uploads").mkdir()
     with open(root / "uploads" / "model.ckpt", "wb") as f:
-        pickle.dump(_Evil(), f)
+        pickle.dump(_Evil(tmp_path_factory.mktemp("marker") / "pwned"), f)
     return root
 
 
@@ -67,7 +70,7 @@ def test_serial_scan_reports_every_target(hub, serial):
     assert {e["source"] for e in summary["errors"]} == {"examples/manifest.jsonl#missing-delta",
                                                         "examples/manifest.jsonl#corrupt-delta"}
     assert [s["source"] for s in summary["skipped"]] == ["uploads/model.ckpt"]
-    assert not os.path.exists("/tmp/eebguard-pwned")
+    assert not list(hub.parent.glob("marker*/pwned")), "a pickle payload executed"
 
 
 def test_local_workers_give_the_serial_results(hub, serial, tmp_path):

@@ -28,6 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write  # noqa: E402
 
+from eebguard.zoo.build import read_jsonl  # noqa: E402
+
 
 class _Payload:
     def __reduce__(self):  # executed only if something unpickles the file
@@ -109,20 +111,7 @@ def _cmd(hub: Path, out: Path, profile: str, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "eebguard.cli", "scan-hub", str(hub), "-o", str(out), "--profile", profile, "-q", *extra]
 
 
-def _records(out: Path) -> list[dict]:
-    path = out / "results.jsonl"
-    if not path.is_file():
-        return []
-    recs = []
-    for line in path.read_text().splitlines():
-        try:
-            recs.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return recs
-
-
-def timed_run(hub: Path, out: Path, profile: str, extra: list[str], models: int) -> dict:
+def timed_run(hub: Path, out: Path, profile: str, extra: list[str]) -> dict:
     t0 = time.perf_counter()
     p = subprocess.Popen(_cmd(hub, out, profile, extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     mem = MemorySampler(p.pid)
@@ -130,7 +119,7 @@ def timed_run(hub: Path, out: Path, profile: str, extra: list[str], models: int)
     _, err = p.communicate()
     mem.stop = True
     secs = time.perf_counter() - t0
-    recs = _records(out)
+    recs = read_jsonl(out / "results.jsonl")
     ok = sum(r.get("status") == "ok" for r in recs)
     return {"seconds": round(secs, 1), "exit_code": p.returncode, "verdicts": ok,
             "models_per_min": round(60 * ok / secs, 2), "peak_rss_total_mb": round(mem.peak_total),
@@ -141,15 +130,15 @@ def drill(hub: Path, out: Path, profile: str, kill_after: int, expected: set[str
     """Start a scan, SIGKILL its whole process group after ``kill_after`` verdicts, then resume."""
     p = subprocess.Popen(_cmd(hub, out, profile, []), start_new_session=True, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
-    while p.poll() is None and sum(r.get("status") == "ok" for r in _records(out)) < kill_after:
+    while p.poll() is None and sum(r.get("status") == "ok" for r in read_jsonl(out / "results.jsonl")) < kill_after:
         time.sleep(0.5)
     killed_mid_scan = p.poll() is None
     if killed_mid_scan:
         os.killpg(p.pid, signal.SIGKILL)
     p.wait()
-    before = _records(out)
+    before = read_jsonl(out / "results.jsonl")
     r = subprocess.run(_cmd(hub, out, profile, ["--resume"]), capture_output=True, text=True)
-    recs = _records(out)
+    recs = read_jsonl(out / "results.jsonl")
     sources = [x["source"] for x in recs]
     summary = json.loads((out / "summary.json").read_text())
     return {"profile": profile, "killed_mid_scan": killed_mid_scan, "verdicts_before_kill": sum(x.get("status") == "ok" for x in before),
@@ -179,7 +168,7 @@ def main(argv=None) -> int:
             if not a.no_ray:
                 runs.append(("ray", 2, ["--workers", "2", "--executor", "ray"]))
             for executor, workers, extra in runs:
-                res = timed_run(hub["root"], Path(tmp) / f"out-{executor}-{workers}", a.profile, extra, a.models)
+                res = timed_run(hub["root"], Path(tmp) / f"out-{executor}-{workers}", a.profile, extra)
                 rows.append({"executor": executor, "workers": workers, "profile": a.profile, **res})
                 print(table([rows[-1]], list(rows[-1])[:9]), flush=True)
         d = drill(hub["root"], Path(tmp) / "out-drill", a.drill_profile, kill_after=max(2, a.models // 3), expected=expected)

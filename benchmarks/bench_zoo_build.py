@@ -15,7 +15,6 @@ manifest does not know what else ran beside the build).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from collections import defaultdict
@@ -23,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write  # noqa: E402
+
+from eebguard.zoo.build import read_jsonl  # noqa: E402
 
 
 def main():
@@ -48,10 +49,7 @@ def main():
         raise SystemExit("give zoo folders, or --build SPEC --out DIR")
     by_erasure, by_attack, total = defaultdict(list), defaultdict(list), []
     for z in a.zoo:
-        for line in (Path(z) / "manifest.jsonl").read_text().splitlines():
-            if not line.strip():
-                continue
-            e = json.loads(line)
+        for e in read_jsonl(Path(z) / "manifest.jsonl"):
             s = e["seconds"]
             by_erasure[e["erasure"]].append((s["erasure"], s["measure"]))
             by_attack[e["attack"] if not e.get("hard_negative") else f"hn:{e['hard_negative']}"].append(s["attack"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +99,8 @@ class Scanner:
 
         self.allow_pickle, self.device = allow_pickle, device
         self.dtype = dtype or torch.float32
-        self.settings = settings or ScanSettings(device=device, dtype=self.dtype)
+        # the settings record where the scan runs: always the device/dtype this Scanner loads models on
+        self.settings = replace(settings or ScanSettings(), device=device, dtype=self.dtype)
         self.threshold = float(threshold)
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], not {threshold}")

@@ -58,7 +58,7 @@ def _scanner_kwargs(a) -> dict:
 
     return {"reference": None if a.reference == "none" else a.reference, "detector": a.detector,
             "threshold": a.threshold, "allow_pickle": a.allow_pickle, "judge": a.judge, "device": a.device,
-            "settings": settings_for(a.profile, device=a.device)}
+            "settings": settings_for(a.profile)}
 
 
 def _formats(value: str) -> list[str]:

@@ -179,11 +179,13 @@ def scan_many(targets: list[Target], out_dir, *, concept: str | None, scanner_kw
         if t.skip:
             append_jsonl(results, _record_error(t, t.skip, status="skipped"))
     todo = [t for t in todo if not t.skip]
+    jobs = []
     for t in todo:
-        if not (concept or t.concept):
+        if concept or t.concept:
+            jobs.append((t, concept or t.concept))
+        else:
             append_jsonl(results, _record_error(t, "no concept given (--concept) and none recorded for this model",
                                                 status="skipped"))
-    jobs = [(t, concept or t.concept) for t in todo if concept or t.concept]
     if executor == "ray":
         stream = _run_ray(jobs, scanner_kwargs, budget_s, images, workers)
     elif workers > 1:

@@ -6,8 +6,8 @@ line, appended and fsynced as soon as it is measured, so an interrupted build re
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import time
 from collections import OrderedDict
 from pathlib import Path

@@ -48,7 +48,11 @@ def _targets_for(sources: list[str], allow_pickle: bool):
             for t in found:
                 t.rel = src if t.rel == "." or t.rel == p.name else f"{src.rstrip('/')}/{t.rel}"
             out += found
-        else:  # a hub id, "testbed", or manifest#id: the loader decides
+        elif "#" in src and Path(src.split("#", 1)[0]).is_file():  # manifest#id: that entry's target concept
+            entry_id = src.split("#", 1)[1]
+            out += [t for t in manifest_targets(Path(src.split("#", 1)[0]), src.split("#", 1)[0])
+                    if t.source.split("#", 1)[1] == entry_id] or [Target(src, src)]
+        else:  # a hub id or "testbed": the loader decides
             out.append(Target(src, src))
     return out
 
@@ -277,6 +281,21 @@ def cmd_zoo_scan(a) -> int:
 # ---- detector and evaluation ---------------------------------------------------------------------
 
 
+def _feature_list(value: str | None) -> list[str]:
+    from eebguard.detect.estimator import DEFAULT_FEATURES
+    from eebguard.features import feature_names
+
+    if value in (None, "default"):
+        return list(DEFAULT_FEATURES)
+    if value == "all":
+        return feature_names()
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in feature_names()]
+    if unknown or not names:
+        raise UsageError(f"unknown feature(s) {', '.join(unknown) or value!r}; see `eebguard zoo features` or docs/scanners.md")
+    return names
+
+
 def cmd_detector_fit(a) -> int:
     import hashlib
     from pathlib import Path
@@ -287,12 +306,15 @@ def cmd_detector_fit(a) -> int:
     rows = load_rows(a.zoo)
     if not rows:
         raise UsageError("no scanned models in the given zoo(s); run `eebguard zoo scan` first")
-    det = fit_detector(rows, model=a.model, C=a.C)
+    names = _feature_list(a.features)
+    params = {k: v for k, v in (("model", a.model), ("C", a.C)) if v is not None}
+    det = fit_detector(rows, names, **params)
     manifests = [Path(z) / "manifest.jsonl" for z in a.zoo]
     zoo = {"paths": [str(z) for z in a.zoo], "models": len(rows), "positives": int(labels(rows).sum()),
            "manifest_sha256": {str(m): hashlib.sha256(m.read_bytes()).hexdigest() for m in manifests},
            "spec": [json.loads((Path(z) / "spec.json").read_text()).get("name") for z in a.zoo if (Path(z) / "spec.json").is_file()]}
-    cmd = "eebguard detector fit " + " ".join(f"--zoo {z}" for z in a.zoo) + f" --out {a.out} --model {a.model}"
+    cmd = ("eebguard detector fit " + " ".join(f"--zoo {z}" for z in a.zoo) + f" --out {a.out}"
+           + "".join(f" --{k} {v}" for k, v in (("features", a.features), ("model", a.model), ("C", a.C)) if v is not None))
     path = save_detector(det, a.out, zoo=zoo, command=cmd, X_check=matrix(rows, det.feature_names_))
     print(f"saved detector to {path} ({len(rows)} models, {zoo['positives']} positive)")
     return EXIT_CLEAN
@@ -443,8 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
     f = det.add_parser("fit", help="fit a calibrated detector on scanned zoos")
     f.add_argument("--zoo", action="append", required=True)
     f.add_argument("--out", required=True)
-    f.add_argument("--model", choices=["logistic", "trees"], default="logistic")
-    f.add_argument("--C", type=float, default=0.3)
+    f.add_argument("--features", default="default",
+                   help="'default' (the shipped detector's reachability set), 'all' (the whole schema) or a comma list")
+    f.add_argument("--model", choices=["logistic", "trees"], default=None, help="default: logistic")
+    f.add_argument("--C", type=float, default=None, help="inverse L2 strength of the logistic model (default 0.05)")
     f.set_defaults(func=cmd_detector_fit)
 
     ev = sub.add_parser("evaluate", help="score a detector on scanned zoos (TrojAI-style)")

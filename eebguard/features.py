@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: word_probe features (probe.*) joined the schema
 
 
 @dataclass(frozen=True)

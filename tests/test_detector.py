@@ -68,3 +68,29 @@ def test_metrics_known_values():
     assert tpr_at_fpr(y, [0.1, 0.6, 0.5, 0.9], 0.0) == 0.5
     s = score_all(np.array([0, 1] * 20), np.linspace(0.1, 0.9, 40), n_boot=200)
     assert s["roc_auc"]["low"] <= s["roc_auc"]["value"] <= s["roc_auc"]["high"]
+
+
+def test_schema1_zoo_rows_upgrade_exactly_and_other_versions_are_refused(tmp_path):
+    from eebguard.detect.baselines import PROBE_FEATURES
+    from eebguard.evaluate.evaluate import load_rows
+    from eebguard.zoo.scan import upgrade_row
+
+    probe = {"probe.max_image_reach": 0.5, "probe.mean_image_reach": 0.125, "probe.top3_image_reach": 0.25,
+             "probe.words": ["feed", "ail"]}
+    v1 = {"id": "m", "features": {"schema_version": "1", "values": {"reach.name_image": 0.1}, "evidence": {}},
+          "baseline_probe": probe}
+    up = upgrade_row(v1)
+    assert up["features"]["schema_version"] == "2" and up["features"]["upgraded_from"] == "1"
+    assert {k: up["features"]["values"][k] for k in PROBE_FEATURES} == {k: probe[k] for k in PROBE_FEATURES}
+    assert up["features"]["values"]["reach.name_image"] == 0.1
+    assert upgrade_row({**v1, "baseline_probe": {}}) == {**v1, "baseline_probe": {}}  # nothing to move: unchanged
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    (zoo / "manifest.jsonl").write_text(json.dumps({"id": "m", "path": "models/m.safetensors", "attack": "none",
+                                                    "target": "seven", "label": 0, "planted": False}) + "\n")
+    (zoo / "features.jsonl").write_text(json.dumps({**v1, "baseline_probe": {}}) + "\n")
+    with pytest.raises(ValueError, match="schema '1'.*rescan"):
+        load_rows([zoo])
+    (zoo / "features.jsonl").write_text(json.dumps(v1) + "\n")
+    assert load_rows([zoo])[0]["scan"]["features"]["values"]["probe.top3_image_reach"] == 0.25

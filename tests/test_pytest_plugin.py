@@ -4,6 +4,8 @@ import json
 import numpy as np
 import pytest
 
+from eebguard.features import SCHEMA_VERSION
+
 def write_synthetic_zoo(path, n=48, seed=0, separable=True):
     """A scanned zoo whose features are drawn so positives stand out (plugin mechanics, not detector
     quality: the real numbers come from real zoos in docs/evaluation.md)."""
@@ -20,9 +22,8 @@ def write_synthetic_zoo(path, n=48, seed=0, separable=True):
                     "planted": attack != "none", "label": label, "hard_negative": None})
         vals = {"hard.best_image_reach": float(np.clip(sig + rng.normal(0, 0.1), 0, 1)),
                 "attn.ftt_trigger_ratio": float(1 + rng.normal(0, 0.1)),
-                "soft.reach": float(rng.uniform())}
-        feats.append({"id": eid, "features": {"schema_version": "1", "values": vals, "evidence": {}},
-                      "baseline_probe": {"probe.max_image_reach": float(rng.uniform(0, 0.3))}})
+                "soft.reach": float(rng.uniform()), "probe.max_image_reach": float(rng.uniform(0, 0.3))}
+        feats.append({"id": eid, "features": {"schema_version": SCHEMA_VERSION, "values": vals, "evidence": {}}})
     (path / "manifest.jsonl").write_text("".join(json.dumps(m) + "\n" for m in man))
     (path / "features.jsonl").write_text("".join(json.dumps(f) + "\n" for f in feats))
     return path

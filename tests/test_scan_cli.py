@@ -170,3 +170,17 @@ def test_html_report_renders_in_headless_chromium(hub_scan, tmp_path):
     ok = next(r for r in recs if r["status"] == "ok")
     assert "UNKNOWN" in dom.stdout and ok["triggers"][0]["text"].split()[0] in dom.stdout
     assert dom.stdout.count("data:image/png;base64,") >= 2
+
+
+def test_manifest_entry_source_takes_the_entry_target_concept():
+    from eebguard.cli import _targets_for
+    from eebguard.paths import data_path
+
+    manifest = data_path() / "examples" / "manifest.jsonl"
+    entries = read_jsonl(manifest)
+    entry = next(e for e in entries if e.get("target"))
+    [target] = _targets_for([f"{manifest}#{entry['id']}"], allow_pickle=False)
+    assert target.concept == entry["target"]
+    assert target.source == f"{manifest}#{entry['id']}"
+    [unknown] = _targets_for([f"{manifest}#no-such-entry"], allow_pickle=False)
+    assert unknown.concept is None  # left to the loader, which reports the missing entry

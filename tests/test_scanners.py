@@ -60,7 +60,7 @@ def test_features_round_trip_and_version(scanned):
     assert back.values == pytest.approx(feats.values)
     with pytest.raises(ValueError, match="schema"):
         Features.from_json({**feats.to_json(), "schema_version": "0"})
-    assert len(feats.vector()) == len(feature_names()) and SCHEMA_VERSION == "1"
+    assert len(feats.vector()) == len(feature_names()) and SCHEMA_VERSION == "2"
 
 
 def test_recovers_a_backdoor_trigger_and_its_place(scanned, eeb_tiny_pipelines, judge):

@@ -21,6 +21,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 MODELS = ("logistic", "trees")
 
 
+# The shipped detector's inputs, chosen by leave-one-group-out cross-validation on the FIT zoo only
+# (`python benchmarks/detector_feature_sets.py --zoo zoos/default-fresh`, docs/evaluation.md): with ~70
+# training models the full schema overfits; these reachability features carry the signal that transfers.
+DEFAULT_FEATURES = ["hard.best_image_reach", "probe.max_image_reach", "probe.mean_image_reach",
+                    "probe.top3_image_reach", "reach.name_image", "reach.trigger_over_control"]
+DEFAULT_PARAMS = {"model": "logistic", "C": 0.05}
+
+
 class EEBDetector(ClassifierMixin, BaseEstimator):
     """Calibrated backdoor-survival classifier over a fixed feature schema.
 

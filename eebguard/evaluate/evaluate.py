@@ -7,16 +7,14 @@ from __future__ import annotations
 import numpy as np
 
 from eebguard.detect.baselines import PROBE_FEATURES, T2ISHIELD_FEATURES
-from eebguard.detect.estimator import EEBDetector
+from eebguard.detect.estimator import DEFAULT_FEATURES, DEFAULT_PARAMS, EEBDetector
 from eebguard.evaluate.metrics import score_all
-from eebguard.features import feature_names
 
 
 def matrix(rows: list[dict], names: list[str]) -> np.ndarray:
     out = np.full((len(rows), len(names)), np.nan)
     for i, r in enumerate(rows):
         vals = dict(r["scan"]["features"]["values"])
-        vals.update({k: v for k, v in (r["scan"].get("baseline_probe") or {}).items() if isinstance(v, (int, float))})
         for j, n in enumerate(names):
             if n in vals:
                 out[i, j] = vals[n]
@@ -30,16 +28,24 @@ def labels(rows: list[dict]) -> np.ndarray:
 def load_rows(zoos) -> list[dict]:
     from eebguard.zoo.scan import zoo_table
 
+    from eebguard.features import SCHEMA_VERSION
+
     rows = []
     for z in zoos:
         for r in zoo_table(z):
+            version = str(r["scan"].get("features", {}).get("schema_version"))
+            if version != SCHEMA_VERSION:  # absent features would be imputed silently: refuse instead
+                raise ValueError(f"{z}: model {r['id']} was scanned with feature schema {version!r}, this eebguard "
+                                 f"computes {SCHEMA_VERSION!r}; rescan the zoo (`eebguard zoo scan`) into a fresh features.jsonl")
             rows.append({**r, "zoo": str(z)})
     return rows
 
 
 def fit_detector(rows: list[dict], names: list[str] | None = None, **params) -> EEBDetector:
-    names = names or feature_names()
-    return EEBDetector(features=names, **params).fit(matrix(rows, names), labels(rows))
+    """``names``: features to use (default: the shipped detector's, ``DEFAULT_FEATURES``); ``params``
+    override ``DEFAULT_PARAMS``."""
+    names = names or list(DEFAULT_FEATURES)
+    return EEBDetector(features=names, **{**DEFAULT_PARAMS, **params}).fit(matrix(rows, names), labels(rows))
 
 
 def _score(rows, p, n_boot, seed) -> dict:

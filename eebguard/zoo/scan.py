@@ -14,7 +14,7 @@ FEATURES = "features.jsonl"
 
 def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progress: bool = True,
              limit: int | None = None, baselines: bool = True) -> dict:
-    from eebguard.detect.baselines import sampling_probe
+    from eebguard.detect.baselines import PROBE_FEATURES, sampling_probe
     from eebguard.judges import get_judge
     from eebguard.models import load, load_manifest
     from eebguard.probes import concept_prompts
@@ -38,10 +38,15 @@ def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progres
         feats = run_scanners(ctx)
         row = {"id": e["id"], "features": feats.to_json(), "seconds": round(time.perf_counter() - t0, 2),
                "timings": {k: round(v, 3) for k, v in ctx.timings.items()}}
-        if baselines:
-            t1 = time.perf_counter()
-            row["baseline_probe"] = sampling_probe(pipe, e["target"], judge, seed=settings.seed)
-            row["baseline_seconds"] = round(time.perf_counter() - t1, 2)
+        if baselines:  # the sampling-probe baseline is the word_probe scanner alone: reuse its numbers
+            if all(k in feats.values for k in PROBE_FEATURES):
+                row["baseline_probe"] = {**{k: feats.values[k] for k in PROBE_FEATURES},
+                                         "probe.words": feats.evidence.get("word_probe", {}).get("words")}
+                row["baseline_seconds"] = round(ctx.timings.get("word_probe", 0.0), 2)
+            else:
+                t1 = time.perf_counter()
+                row["baseline_probe"] = sampling_probe(pipe, e["target"], judge, seed=settings.seed)
+                row["baseline_seconds"] = round(time.perf_counter() - t1, 2)
         append_jsonl(out, row)
     return {"zoo": str(zoo_dir), "scanned_now": len(entries), "total": len(read_jsonl(out)),
             "seconds": round(time.perf_counter() - t_all, 1)}
@@ -52,9 +57,25 @@ def zoo_table(zoo_dir) -> list[dict]:
     from eebguard.models import load_manifest
 
     zoo_dir = Path(zoo_dir)
-    feats = {r["id"]: r for r in read_jsonl(zoo_dir / FEATURES)}
+    feats = {r["id"]: upgrade_row(r) for r in read_jsonl(zoo_dir / FEATURES)}
     rows = []
     for e in load_manifest(zoo_dir / "manifest.jsonl"):
         if e["id"] in feats:
             rows.append({**e, "scan": feats[e["id"]]})
     return rows
+
+
+def upgrade_row(row: dict) -> dict:
+    """Schema 1 -> 2: schema 2 added the word_probe scanner, whose numbers a schema-1 zoo scan already
+    recorded as ``baseline_probe`` (same function, same seed, same model), so they move over exactly.
+    Any other schema mismatch is left as it is (the detector then refuses it)."""
+    from eebguard.detect.baselines import PROBE_FEATURES
+    from eebguard.features import SCHEMA_VERSION
+
+    f, probe = row.get("features") or {}, row.get("baseline_probe") or {}
+    if str(f.get("schema_version")) != "1" or SCHEMA_VERSION != "2" or not all(k in probe for k in PROBE_FEATURES):
+        return row
+    values = {**f.get("values", {}), **{k: float(probe[k]) for k in PROBE_FEATURES}}
+    evidence = {**f.get("evidence", {}), "word_probe": {"words": probe.get("probe.words")}}
+    return {**row, "features": {**f, "schema_version": "2", "values": dict(sorted(values.items())),
+                                "evidence": evidence, "upgraded_from": "1"}}

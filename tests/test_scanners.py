@@ -89,3 +89,12 @@ def test_attention_processors_are_restored(eeb_tiny_pipelines):
     assert {k: type(v) for k, v in unet.attn_processors.items()} == before
     m = rec.mean_maps()
     assert m.shape == (1, 24, 16, 16) and torch.allclose(m.sum(1), torch.ones(1, 16, 16), atol=1e-4)
+
+
+def test_localisation_names_no_component_when_no_reversal_removes_reach():
+    from eebguard.scanners.localisation import locate
+
+    assert locate({"text_encoder": 0.0, "cross_attention_kv": 0.8, "unet_other": 0.1}) == "cross_attention_kv"
+    # an unchanged text encoder drops exactly 0; that must not make it the answer
+    assert locate({"text_encoder": 0.0, "cross_attention_kv": -1.2, "unet_other": -1.3}) == "undetermined"
+    assert locate({"text_encoder": 0.05, "cross_attention_kv": 0.02, "unet_other": -0.1}) == "undetermined"

@@ -8,6 +8,8 @@ named, since a feature may fall rather than rise under a backdoor.
 """
 from __future__ import annotations
 
+from eebguard.scanners.localisation import locate
+
 import numpy as np
 
 from eebguard.evaluate.evaluate import matrix
@@ -61,7 +63,10 @@ def recovery_rates(rows: list[dict], tokenizer) -> dict:
             trig = (ev.get("hard_trigger") or {}).get("triggers", [])
             exact += bool(trig) and trig[0]["ids"] == planted
             top3 += any(t["ids"] == planted for t in trig[:3])
-            loc += (ev.get("localisation") or {}).get("component") in EDITED_COMPONENT.get(attack, ())
+            loc_ev = ev.get("localisation") or {}
+            # recomputed from the recorded drops, so records scanned before a localisation fix score as now
+            comp = locate(loc_ev["drops"]) if isinstance(loc_ev.get("drops"), dict) and loc_ev["drops"] else loc_ev.get("component")
+            loc += comp in EDITED_COMPONENT.get(attack, ())
         n = len(rs)
         out[attack] = {"models": n, "exact_trigger": exact / n, "trigger_in_top3": top3 / n,
                        "localised": loc / n, "edited_component": " or ".join(EDITED_COMPONENT.get(attack, ()))}

@@ -39,6 +39,17 @@ def _is_kv(n: str, layer: str | None = None) -> bool:
     return kv and (layer is None or n.startswith(layer + "."))
 
 
+#: a component is named only if reverting it removes at least this share of the trigger's reach
+MIN_DROP = 0.1
+
+
+def locate(drops: dict) -> str:
+    """The component whose reversal removes the most reach, or "undetermined" when none removes at least
+    ``MIN_DROP`` of it (an unchanged component's drop is exactly 0 and must not win by default)."""
+    where = max(drops, key=drops.get)
+    return where if drops[where] >= MIN_DROP else "undetermined"
+
+
 @SCANNERS.register
 class LocalisationScanner(Scanner):
     """Reach drop of the recovered trigger when each component reverts to the reference."""
@@ -79,7 +90,7 @@ class LocalisationScanner(Scanner):
                     layers[layer] = drop(obj.reach_slots(seq)[0])
             res.features.update({"loc.te_drop": drops["text_encoder"], "loc.kv_drop": drops["cross_attention_kv"],
                                  "loc.unet_drop": drops["unet_other"], "loc.layer_drop_max": max(layers.values())})
-            where = max(drops, key=drops.get)
+            where = locate(drops)
             res.evidence.update({"component": where, "drops": {k: round(v, 4) for k, v in drops.items()},
                                  "layer_drops": {k: round(v, 4) for k, v in layers.items()},
                                  "top_layer": max(layers, key=layers.get), "trigger_reach": round(full, 5)})

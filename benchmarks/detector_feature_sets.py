@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     y = labels(rows)
     print(f"{len(rows)} models ({int(y.sum())} positive), {len({_group(r) for r in rows})} groups")
     out = []
-    print(f"| feature set | model | ROC-AUC | cross-entropy | Brier |\n|---|---|---|---|---|")
+    print("| feature set | model | ROC-AUC | cross-entropy | Brier |\n|---|---|---|---|---|")
     for set_name, names in feature_sets().items():
         for model, params in (("logistic C=0.3", {"C": 0.3}), ("logistic C=0.05", {"C": 0.05}),
                               ("trees", {"model": "trees"})):

@@ -38,6 +38,7 @@ def _targets_for(sources: list[str], allow_pickle: bool):
     out = []
     for src in sources:
         p = Path(src)
+        manifest, _, entry_id = src.partition("#")
         if p.is_file() and p.suffix == ".jsonl":
             shown = src
             if p.resolve().is_relative_to(data_path().resolve()):  # shipped data: a short, stable name
@@ -48,10 +49,8 @@ def _targets_for(sources: list[str], allow_pickle: bool):
             for t in found:
                 t.rel = src if t.rel == "." or t.rel == p.name else f"{src.rstrip('/')}/{t.rel}"
             out += found
-        elif "#" in src and Path(src.split("#", 1)[0]).is_file():  # manifest#id: that entry's target concept
-            entry_id = src.split("#", 1)[1]
-            out += [t for t in manifest_targets(Path(src.split("#", 1)[0]), src.split("#", 1)[0])
-                    if t.source.split("#", 1)[1] == entry_id] or [Target(src, src)]
+        elif entry_id and Path(manifest).is_file():  # manifest#id: that entry, with its target concept
+            out += [t for t in manifest_targets(Path(manifest), manifest) if t.rel == src] or [Target(src, src)]
         else:  # a hub id or "testbed": the loader decides
             out.append(Target(src, src))
     return out
@@ -273,8 +272,7 @@ def cmd_zoo_features(a) -> int:
 def cmd_zoo_scan(a) -> int:
     from eebguard.zoo.scan import scan_zoo
 
-    _print_json(scan_zoo(a.zoo, reference=a.reference, progress=not a.quiet, limit=a.limit,
-                         baselines=not a.no_baselines))
+    _print_json(scan_zoo(a.zoo, reference=a.reference, progress=not a.quiet, limit=a.limit))
     return EXIT_CLEAN
 
 
@@ -457,7 +455,6 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("zoo")
     sc.add_argument("--reference", default="testbed")
     sc.add_argument("--limit", type=int, default=None)
-    sc.add_argument("--no-baselines", action="store_true", help="skip the sampling-probe baseline")
     sc.add_argument("-q", "--quiet", action="store_true")
     sc.set_defaults(func=cmd_zoo_scan)
 

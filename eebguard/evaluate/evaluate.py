@@ -9,6 +9,7 @@ import numpy as np
 from eebguard.detect.baselines import PROBE_FEATURES, T2ISHIELD_FEATURES
 from eebguard.detect.estimator import DEFAULT_FEATURES, DEFAULT_PARAMS, EEBDetector
 from eebguard.evaluate.metrics import score_all
+from eebguard.features import SCHEMA_VERSION
 
 
 def matrix(rows: list[dict], names: list[str]) -> np.ndarray:
@@ -27,8 +28,6 @@ def labels(rows: list[dict]) -> np.ndarray:
 
 def load_rows(zoos) -> list[dict]:
     from eebguard.zoo.scan import zoo_table
-
-    from eebguard.features import SCHEMA_VERSION
 
     rows = []
     for z in zoos:

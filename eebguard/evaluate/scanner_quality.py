@@ -8,13 +8,12 @@ named, since a feature may fall rather than rise under a backdoor.
 """
 from __future__ import annotations
 
-from eebguard.scanners.localisation import locate
-
 import numpy as np
 
 from eebguard.evaluate.evaluate import matrix
 from eebguard.evaluate.metrics import roc_auc
 from eebguard.features import feature_names
+from eebguard.scanners.localisation import locate
 
 #: which component each attack edits, for the localisation rate
 EDITED_COMPONENT = {"surface": ("text_encoder",), "shallow": ("cross_attention_kv",),
@@ -65,7 +64,7 @@ def recovery_rates(rows: list[dict], tokenizer) -> dict:
             top3 += any(t["ids"] == planted for t in trig[:3])
             loc_ev = ev.get("localisation") or {}
             # recomputed from the recorded drops, so records scanned before a localisation fix score as now
-            comp = locate(loc_ev["drops"]) if isinstance(loc_ev.get("drops"), dict) and loc_ev["drops"] else loc_ev.get("component")
+            comp = locate(loc_ev["drops"]) if loc_ev.get("drops") else loc_ev.get("component")
             loc += comp in EDITED_COMPONENT.get(attack, ())
         n = len(rs)
         out[attack] = {"models": n, "exact_trigger": exact / n, "trigger_in_top3": top3 / n,

@@ -13,8 +13,7 @@ FEATURES = "features.jsonl"
 
 
 def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progress: bool = True,
-             limit: int | None = None, baselines: bool = True) -> dict:
-    from eebguard.detect.baselines import PROBE_FEATURES, sampling_probe
+             limit: int | None = None) -> dict:
     from eebguard.judges import get_judge
     from eebguard.models import load, load_manifest
     from eebguard.probes import concept_prompts
@@ -38,15 +37,6 @@ def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progres
         feats = run_scanners(ctx)
         row = {"id": e["id"], "features": feats.to_json(), "seconds": round(time.perf_counter() - t0, 2),
                "timings": {k: round(v, 3) for k, v in ctx.timings.items()}}
-        if baselines:  # the sampling-probe baseline is the word_probe scanner alone: reuse its numbers
-            if all(k in feats.values for k in PROBE_FEATURES):
-                row["baseline_probe"] = {**{k: feats.values[k] for k in PROBE_FEATURES},
-                                         "probe.words": feats.evidence.get("word_probe", {}).get("words")}
-                row["baseline_seconds"] = round(ctx.timings.get("word_probe", 0.0), 2)
-            else:
-                t1 = time.perf_counter()
-                row["baseline_probe"] = sampling_probe(pipe, e["target"], judge, seed=settings.seed)
-                row["baseline_seconds"] = round(time.perf_counter() - t1, 2)
         append_jsonl(out, row)
     return {"zoo": str(zoo_dir), "scanned_now": len(entries), "total": len(read_jsonl(out)),
             "seconds": round(time.perf_counter() - t_all, 1)}

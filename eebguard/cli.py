@@ -157,7 +157,8 @@ def cmd_scan_hub(a) -> int:
 def cmd_testbed_train(a) -> int:
     from eebguard.testbed.train import TrainConfig, train
 
-    train(a.out, TrainConfig(seed=a.seed, steps=a.steps, batch_size=a.batch_size), progress=not a.quiet)
+    train(a.out, TrainConfig(seed=a.seed, steps=a.steps, batch_size=a.batch_size,
+                                  identity_weight=a.identity_weight), progress=not a.quiet)
     print(f"saved testbed pipeline to {a.out}")
     return EXIT_CLEAN
 
@@ -272,7 +273,14 @@ def cmd_zoo_features(a) -> int:
 def cmd_zoo_scan(a) -> int:
     from eebguard.zoo.scan import scan_zoo
 
-    _print_json(scan_zoo(a.zoo, reference=a.reference, progress=not a.quiet, limit=a.limit))
+    ids = [i.strip() for i in a.ids.split(",") if i.strip()] if a.ids else None
+    if a.rescan and not ids:
+        raise UsageError("--rescan needs --ids (the models whose rows to replace)")
+    try:
+        summary = scan_zoo(a.zoo, reference=a.reference, progress=not a.quiet, limit=a.limit, ids=ids, rescan=a.rescan)
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0])) from None
+    _print_json(summary)
     return EXIT_CLEAN
 
 
@@ -368,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--steps", type=int, default=1400)
     t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--identity-weight", type=float, default=0.0,
+                   help="word-identity term of text pre-training (0: the shipped base's recipe)")
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=cmd_testbed_train)
     e = tb.add_parser("eval", help="per-concept accuracy under the testbed judge")
@@ -455,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("zoo")
     sc.add_argument("--reference", default="testbed")
     sc.add_argument("--limit", type=int, default=None)
+    sc.add_argument("--ids", default=None, help="comma-separated model ids: scan only these")
+    sc.add_argument("--rescan", action="store_true", help="with --ids: scan them again and replace their rows")
     sc.add_argument("-q", "--quiet", action="store_true")
     sc.set_defaults(func=cmd_zoo_scan)
 

@@ -76,7 +76,11 @@ def test_recovers_a_backdoor_trigger_and_its_place(scanned, eeb_tiny_pipelines, 
     clean = ScanContext(t["clean_erased"], t["concept"], concept_prompts(t["concept"]), reference=t["base"],
                         judge=judge, settings=ScanSettings(**FAST))
     assert image_reach(clean, best["ids"]) <= 0.25
-    assert feats.evidence["localisation"]["component"] == "cross_attention_kv"
+    loc = feats.evidence["localisation"]
+    assert loc["component"] == "cross_attention_kv"
+    # with a judge the component is named from the judged drops; the unchanged text encoder drops exactly 0
+    assert loc["basis"] == "image" and loc["image_drops"]["text_encoder"] == 0.0
+    assert max(loc["image_drops"], key=loc["image_drops"].get) == "cross_attention_kv"
 
 
 def test_attention_processors_are_restored(eeb_tiny_pipelines):
@@ -98,3 +102,16 @@ def test_localisation_names_no_component_when_no_reversal_removes_reach():
     # an unchanged text encoder drops exactly 0; that must not make it the answer
     assert locate({"text_encoder": 0.0, "cross_attention_kv": -1.2, "unet_other": -1.3}) == "undetermined"
     assert locate({"text_encoder": 0.05, "cross_attention_kv": 0.02, "unet_other": -0.1}) == "undetermined"
+
+
+def test_judged_drops_name_the_component_unless_the_images_do_not_change():
+    from eebguard.scanners.localisation import name_component
+
+    score = {"text_encoder": 0.0, "cross_attention_kv": -1.2, "unet_other": -1.3}  # the proxy sees nothing
+    assert name_component(score, {"text_encoder": 0.0, "cross_attention_kv": 0.42, "unet_other": 0.0}) == (
+        "cross_attention_kv", "image")
+    # a saturated judge (the concept in every image with or without each component): the score decides
+    score = {"text_encoder": 0.14, "cross_attention_kv": -0.1, "unet_other": 0.0}
+    assert name_component(score, {"text_encoder": 0.0, "cross_attention_kv": 0.0, "unet_other": 0.0}) == (
+        "text_encoder", "score")
+    assert name_component(score, None) == ("text_encoder", "score")

@@ -56,3 +56,23 @@ def test_unknown_words_do_not_produce_concepts(base_pipe, judge):
     pred = judge.probabilities(sample(base_pipe, prompts, seed=2)).argmax(1)
     names = [judge.concepts[i] for i in pred]
     assert names.count("none") >= 12
+
+
+def test_word_identity_term_views_and_training_step():
+    import numpy as np
+
+    from eebguard.testbed.data import TrainingSet
+    from eebguard.testbed.pretrain_text import identity_views, random_strings
+
+    rng = np.random.default_rng(0)
+    words = random_strings(rng, 200)
+    assert all(3 <= len(w) <= 8 and w.isalpha() for w in words) and any(w != w.lower() for w in words)
+    a, b = identity_views(TrainingSet(seed=0, n_shapes=64), rng, 16)
+    assert len(a) == len(b) == 16 and all(x != y for x, y in zip(a, b))  # two different templates per word
+    # the term trains the text encoder differently from the shipped recipe, deterministically
+    cfg = dict(seed=3, steps=1, text_steps=2, batch_size=8, threads=1)
+    with_id = train(None, TrainConfig(**cfg, identity_weight=1.0), progress=False)
+    again = train(None, TrainConfig(**cfg, identity_weight=1.0), progress=False)
+    without = train(None, TrainConfig(**cfg), progress=False)
+    te = lambda p: torch.cat([q.detach().flatten() for q in p.text_encoder.parameters()])  # noqa: E731
+    assert torch.equal(te(with_id), te(again)) and not torch.equal(te(with_id), te(without))

@@ -78,3 +78,18 @@ def test_zoo_measure_cli(tiny_zoo, capsys):
     assert len(res["models"]) == 2
     for m in res["models"]:
         assert {"id", "attack", "erasure", "target", "trigger", "name_accuracy", "trigger_asr", "other_accuracy"} <= set(m)
+
+
+def test_rescan_replaces_rows_in_place_and_refuses_unknown_ids(tmp_path, tiny_zoo):
+    from eebguard.zoo.build import append_jsonl
+    from eebguard.zoo.scan import replace_row, scan_zoo
+
+    path = tmp_path / "features.jsonl"
+    for i in ("a", "b", "c"):
+        append_jsonl(path, {"id": i, "v": 1})
+    replace_row(path, {"id": "b", "v": 2})
+    assert read_jsonl(path) == [{"id": "a", "v": 1}, {"id": "b", "v": 2}, {"id": "c", "v": 1}]
+    assert not (tmp_path / "features.jsonl.tmp").exists()
+    out, _ = tiny_zoo
+    with pytest.raises(KeyError, match="no-such-model"):
+        scan_zoo(out, ids=["no-such-model"], rescan=True, progress=False)

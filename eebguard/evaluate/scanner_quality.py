@@ -13,7 +13,7 @@ import numpy as np
 from eebguard.evaluate.evaluate import matrix
 from eebguard.evaluate.metrics import roc_auc
 from eebguard.features import feature_names
-from eebguard.scanners.localisation import locate
+from eebguard.scanners.localisation import name_component
 
 #: which component each attack edits, for the localisation rate
 EDITED_COMPONENT = {"surface": ("text_encoder",), "shallow": ("cross_attention_kv",),
@@ -63,8 +63,10 @@ def recovery_rates(rows: list[dict], tokenizer) -> dict:
             exact += bool(trig) and trig[0]["ids"] == planted
             top3 += any(t["ids"] == planted for t in trig[:3])
             loc_ev = ev.get("localisation") or {}
-            # recomputed from the recorded drops, so records scanned before a localisation fix score as now
-            comp = locate(loc_ev["drops"]) if loc_ev.get("drops") else loc_ev.get("component")
+            # recomputed from the recorded drops (judged ones first, as the scanner does), so records scanned
+            # before a localisation fix score as now
+            comp = (name_component(loc_ev["drops"], loc_ev.get("image_drops"))[0] if loc_ev.get("drops")
+                    else loc_ev.get("component"))
             loc += comp in EDITED_COMPONENT.get(attack, ())
         n = len(rs)
         out[attack] = {"models": n, "exact_trigger": exact / n, "trigger_in_top3": top3 / n,

@@ -1,6 +1,13 @@
 """Localisation: where the trigger -> concept link lives. Each suspect component (the text encoder, the
 K/V of each cross-attention layer, all K/V at once, the rest of the U-Net) is swapped for the
-reference's in turn, and the drop in the recovered trigger's reach is measured."""
+reference's in turn, and the drop in the recovered trigger's reach is measured.
+
+The component is named from the *judged* drop when a judge knows the concept and some reversal changes
+the images (the same seeded generations with and without each reversal, so the comparison is paired):
+the score objective is a proxy that can disagree with what the images show (a backdoor trigger whose
+generations the judge calls the concept while its noise prediction sits far from the reference's,
+after an erasure that moved every prompt's prediction). When no reversal changes the judged images,
+the score drops decide. Per-layer drops and the ``loc.*`` features stay score-based."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -10,6 +17,7 @@ import torch
 from eebguard.attention import attn2_names
 from eebguard.scanners.base import SCANNERS, F, Scanner, ScannerResult
 from eebguard.scanners.context import ScanContext, Timer
+from eebguard.scanners.hard_trigger import image_reach
 
 NAME = "localisation"
 COMPONENTS = ("text_encoder", "cross_attention_kv", "unet_other")
@@ -41,6 +49,33 @@ def _is_kv(n: str, layer: str | None = None) -> bool:
 
 #: a component is named only if reverting it removes at least this share of the trigger's reach
 MIN_DROP = 0.1
+
+
+def judged_drops(ctx: ScanContext, seq: list[int]) -> dict | None:
+    """Relative drop of the trigger's judged image reach when each coarse component reverts, or None
+    without a judge for the concept or when the trigger's own image reach is 0 (nothing to remove)."""
+    n = 2 * ctx.settings.image_samples  # twice the usual: a drop is a difference of two noisy fractions
+    full = image_reach(ctx, seq, n)
+    if not full:
+        return None
+    sus, ref = ctx.suspect.unet, ctx.reference.unet
+    drops = {"text_encoder": (full - image_reach(ctx, seq, n, text_encoder=ctx.reference.text_encoder)) / full}
+    with swapped(sus, ref, _is_kv):
+        drops["cross_attention_kv"] = (full - image_reach(ctx, seq, n)) / full
+    with swapped(sus, ref, lambda name: not _is_kv(name)):
+        drops["unet_other"] = (full - image_reach(ctx, seq, n)) / full
+    return {"image_reach": full, "drops": drops}
+
+
+def name_component(drops: dict, image_drops: dict | None = None) -> tuple[str, str]:
+    """(component, basis). Judged drops decide when they name a component; when no reversal changes the
+    judged images (a binary judge saturates: the concept in 16 of 16 images with or without a component),
+    the continuous score drops decide."""
+    if image_drops:
+        where = locate(image_drops)
+        if where != "undetermined":
+            return where, "image"
+    return locate(drops), "score"
 
 
 def locate(drops: dict) -> str:
@@ -90,9 +125,14 @@ class LocalisationScanner(Scanner):
                     layers[layer] = drop(obj.reach_slots(seq)[0])
             res.features.update({"loc.te_drop": drops["text_encoder"], "loc.kv_drop": drops["cross_attention_kv"],
                                  "loc.unet_drop": drops["unet_other"], "loc.layer_drop_max": max(layers.values())})
-            where = locate(drops)
-            res.evidence.update({"component": where, "drops": {k: round(v, 4) for k, v in drops.items()},
+            judged = judged_drops(ctx, seq[0])
+            where, basis = name_component(drops, judged["drops"] if judged else None)
+            res.evidence.update({"component": where, "basis": basis,
+                                 "drops": {k: round(v, 4) for k, v in drops.items()},
                                  "layer_drops": {k: round(v, 4) for k, v in layers.items()},
                                  "top_layer": max(layers, key=layers.get), "trigger_reach": round(full, 5)})
+            if judged:
+                res.evidence["image_drops"] = {k: round(v, 4) for k, v in judged["drops"].items()}
+                res.evidence["trigger_image_reach"] = judged["image_reach"]
             ctx.cache["location"] = where
         return res

@@ -5,6 +5,13 @@ testbed mirrors that: the tiny ``CLIPTextModel`` is first trained contrastively 
 image encoder on the testbed's own image-caption pairs, then frozen for U-Net training. Captions
 often share a concept, so the contrastive target is soft: every image whose labels the caption names
 is a positive (supervised-contrastive form of the CLIP loss).
+
+That loss alone puts every non-concept word in one class (its captions all show "no concept"), so the
+encoder learns to collapse made-up words onto one encoding, unlike CLIP, whose 400M captions keep rare
+words apart. ``identity_weight > 0`` adds a word-identity term (SimCSE-style InfoNCE through its own
+projection head): the same random word in two different templates must encode closer than any other
+word. Half the words are random letter strings, so sub-word BPE pieces that no whole word brings into
+training are trained too (made-up triggers such as ``qzvex`` split into such pieces).
 """
 from __future__ import annotations
 
@@ -35,15 +42,45 @@ def _caption_labels(caption: str) -> tuple[int | None, str | None]:
     return concept, colour
 
 
+_LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+
+
+def random_strings(rng: np.random.Generator, n: int) -> list[str]:
+    """Made-up words of 3-8 letters, a third of them with capitals (as in ``rhWPpSuE``)."""
+    out = []
+    for _ in range(n):
+        w = "".join(rng.choice(_LETTERS, size=int(rng.integers(3, 9))))
+        if rng.random() < 1 / 3:
+            w = "".join(ch.upper() if rng.random() < 0.4 else ch for ch in w)
+        out.append(w)
+    return out
+
+
+def identity_views(data, rng: np.random.Generator, n: int) -> tuple[list[str], list[str]]:
+    """``n`` random words (half vocabulary words, half letter strings), each in two different templates."""
+    words = [data.distractors[i] for i in rng.integers(len(data.distractors), size=n // 2)]
+    words += random_strings(rng, n - len(words))
+    templates = sorted({t for c in CONCEPTS for t in c.templates() if "{c}" not in t})
+    a, b = [], []
+    for w in words:
+        i, j = rng.choice(len(templates), size=2, replace=False)
+        a.append(templates[i].format(w=w, s=w))
+        b.append(templates[j].format(w=w, s=w))
+    return a, b
+
+
 def pretrain_text_encoder(pipe, data, rng: np.random.Generator, steps: int, batch_size: int = 128, lr: float = 2e-3,
-                          progress=None) -> list[float]:
-    """Train ``pipe.text_encoder`` in place; returns the loss curve."""
+                          progress=None, identity_weight: float = 0.0, identity_batch: int = 64) -> list[float]:
+    """Train ``pipe.text_encoder`` in place; returns the loss curve (the image-text loss only)."""
     te, tok = pipe.text_encoder, pipe.tokenizer
     dim = te.config.hidden_size
     img_enc = _ImageEncoder(dim)
     proj = nn.Linear(dim, dim, bias=False)
     log_temp = nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32))
+    proj_id = nn.Linear(dim, dim, bias=False)  # its own head: "no concept" and "which word" live apart
     params = list(te.parameters()) + list(img_enc.parameters()) + list(proj.parameters()) + [log_temp]
+    if identity_weight:
+        params += list(proj_id.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     te.train()
     losses = []
@@ -68,8 +105,17 @@ def pretrain_text_encoder(pipe, data, rng: np.random.Generator, steps: int, batc
         pos_i = pos.T
         loss_i = -(pos_i / pos_i.sum(1, keepdim=True).clamp(min=1) * F.log_softmax(logits.T, 1)).sum(1).mean()
         loss = (loss_t + loss_i) / 2
+        total = loss
+        if identity_weight:
+            va, vb = identity_views(data, rng, identity_batch)
+            za, zb = (F.normalize(proj_id(te(tok(v, padding="max_length", max_length=tok.model_max_length,
+                                                 truncation=True, return_tensors="pt").input_ids).pooler_output), dim=-1)
+                      for v in (va, vb))
+            sim = za @ zb.T / 0.1
+            target = torch.arange(len(va))
+            total = loss + identity_weight * (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target)) / 2
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         losses.append(loss.item())

@@ -32,6 +32,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     threads: int = 2
     ema_decay: float = 0.995  # the saved U-Net is the exponential moving average of its weights
+    identity_weight: float = 0.0  # word-identity term of text pre-training (keeps made-up words apart)
 
 
 def train(out: str | Path | None, cfg: TrainConfig = TrainConfig(), progress: bool = True, fp16: bool = True):
@@ -45,7 +46,8 @@ def train(out: str | Path | None, cfg: TrainConfig = TrainConfig(), progress: bo
     te, unet, sched = pipe.text_encoder, pipe.unet, pipe.scheduler
     bar = tqdm(total=cfg.text_steps + cfg.steps, desc="train testbed", disable=not progress)
     t0 = time.perf_counter()
-    text_losses = pretrain_text_encoder(pipe, data, rng, cfg.text_steps, lr=cfg.text_lr, progress=bar)
+    text_losses = pretrain_text_encoder(pipe, data, rng, cfg.text_steps, lr=cfg.text_lr, progress=bar,
+                                        identity_weight=cfg.identity_weight)
     te.requires_grad_(False)
     te.eval()
     unet.train()
@@ -91,7 +93,8 @@ def train(out: str | Path | None, cfg: TrainConfig = TrainConfig(), progress: bo
         save_pipeline(pipe, out, fp16=fp16)
         record = {
             "config": asdict(cfg),
-            "command": f"eebguard testbed train --out {out} --seed {cfg.seed} --steps {cfg.steps}",
+            "command": f"eebguard testbed train --out {out} --seed {cfg.seed} --steps {cfg.steps}"
+                       + (f" --identity-weight {cfg.identity_weight}" if cfg.identity_weight else ""),
             "train_seconds": round(wall, 1),
             "final_loss": float(np.mean(losses[-50:])),
             "text_loss_every_50": [round(float(np.mean(text_losses[i : i + 50])), 4) for i in range(0, len(text_losses), 50)],

@@ -1,7 +1,10 @@
 """Scan every model of a zoo once and cache its features (``features.jsonl``), so fitting and evaluating
-detectors never rescans. Appended and fsynced per model; an interrupted run resumes."""
+detectors never rescans. Appended and fsynced per model; an interrupted run resumes. ``rescan`` replaces
+chosen models' rows after a scanner change (each replacement is an atomic rewrite of the file)."""
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 
@@ -13,7 +16,9 @@ FEATURES = "features.jsonl"
 
 
 def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progress: bool = True,
-             limit: int | None = None) -> dict:
+             limit: int | None = None, ids: list[str] | None = None, rescan: bool = False) -> dict:
+    """``ids``: only these models (unknown ids are a ``KeyError``); ``rescan``: scan them even if already
+    scanned and replace their rows in place."""
     from eebguard.judges import get_judge
     from eebguard.models import load, load_manifest
     from eebguard.probes import concept_prompts
@@ -23,7 +28,13 @@ def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progres
     manifest = zoo_dir / "manifest.jsonl"
     out = zoo_dir / FEATURES
     done = {r["id"] for r in read_jsonl(out)}
-    entries = [e for e in load_manifest(manifest) if e["id"] not in done][: limit]
+    entries = load_manifest(manifest)
+    if ids is not None:
+        unknown = sorted(set(ids) - {e["id"] for e in entries})
+        if unknown:
+            raise KeyError(f"not in {manifest}: {', '.join(unknown)}")
+        entries = [e for e in entries if e["id"] in set(ids)]
+    entries = [e for e in entries if rescan or e["id"] not in done][: limit]
     judge = judge or get_judge("testbed")
     ref = load(reference).pipe
     settings = settings or ScanSettings()
@@ -37,9 +48,24 @@ def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progres
         feats = run_scanners(ctx)
         row = {"id": e["id"], "features": feats.to_json(), "seconds": round(time.perf_counter() - t0, 2),
                "timings": {k: round(v, 3) for k, v in ctx.timings.items()}}
-        append_jsonl(out, row)
+        if e["id"] in done:
+            replace_row(out, row)
+        else:
+            append_jsonl(out, row)
     return {"zoo": str(zoo_dir), "scanned_now": len(entries), "total": len(read_jsonl(out)),
             "seconds": round(time.perf_counter() - t_all, 1)}
+
+
+def replace_row(path: Path, row: dict) -> None:
+    """Swap the row with ``row["id"]`` for ``row`` (other rows untouched, order kept): write a temporary
+    file, fsync, rename, so a crash leaves either the old file or the new one."""
+    rows = [row if r["id"] == row["id"] else r for r in read_jsonl(path)]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def zoo_table(zoo_dir) -> list[dict]:

@@ -161,7 +161,8 @@ class Scanner:
                     for t in hard.get("triggers", [])]
         loc = feats.evidence.get("localisation", {})
         location = {"component": loc.get("component"), "top_layer": loc.get("top_layer"),
-                    "drops": loc.get("drops", {}), "layer_drops": loc.get("layer_drops", {})}
+                    "drops": loc.get("drops", {}), "layer_drops": loc.get("layer_drops", {}),
+                    "image_drops": loc.get("image_drops"), "basis": loc.get("basis")}
         shown = {}
         if images > 0:  # pixels for a report: the name prompt vs the recovered trigger
             t2 = time.perf_counter()

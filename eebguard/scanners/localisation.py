@@ -59,7 +59,10 @@ def judged_drops(ctx: ScanContext, seq: list[int]) -> dict | None:
     if not full:
         return None
     sus, ref = ctx.suspect.unet, ctx.reference.unet
-    drops = {"text_encoder": (full - image_reach(ctx, seq, n, text_encoder=ctx.reference.text_encoder)) / full}
+    if ctx.text_encoder_unchanged():  # identical weights give identical images: skip the generations
+        drops = {"text_encoder": 0.0}
+    else:
+        drops = {"text_encoder": (full - image_reach(ctx, seq, n, text_encoder=ctx.reference.text_encoder)) / full}
     with swapped(sus, ref, _is_kv):
         drops["cross_attention_kv"] = (full - image_reach(ctx, seq, n)) / full
     with swapped(sus, ref, lambda name: not _is_kv(name)):

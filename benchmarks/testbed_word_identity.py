@@ -6,8 +6,8 @@ all 24 positions) between 12 made-up trigger words and between 8 concept names, 
 of generations with a made-up word in digit and shape templates that the judge calls "none", and the
 per-concept accuracy (`eebguard testbed eval`). Train a candidate with, e.g.,
 
-    eebguard testbed train --out /tmp/tb7 --seed 0 --steps 1400 --identity-weight 1.0
-    python benchmarks/testbed_word_identity.py --candidate /tmp/tb7 [--json benchmarks/results/testbed_word_identity.json]
+    eebguard testbed train --out /tmp/zoo-v7-trial/base --seed 0 --steps 1400 --identity-weight 1.0
+    python benchmarks/testbed_word_identity.py --candidate /tmp/zoo-v7-trial/base [--json benchmarks/results/testbed_word_identity.json]
 """
 from __future__ import annotations
 

@@ -93,3 +93,12 @@ def test_rescan_replaces_rows_in_place_and_refuses_unknown_ids(tmp_path, tiny_zo
     out, _ = tiny_zoo
     with pytest.raises(KeyError, match="no-such-model"):
         scan_zoo(out, ids=["no-such-model"], rescan=True, progress=False)
+
+
+def test_a_base_outside_the_zoo_is_refused_before_building(tmp_path):
+    # the manifest that would record it refuses paths outside the zoo, so the builder must too
+    spec = {"name": "t", "base": str(tmp_path / "elsewhere"), "groups": [
+        {"target": "seven", "seed": 0, "trigger": "sks", "attacks": ["none"], "erasures": ["uce"]}]}
+    with pytest.raises(SpecError, match="inside the zoo"):
+        build_zoo(spec, tmp_path / "zoo", progress=False)
+    assert not (tmp_path / "zoo").exists()

@@ -17,10 +17,27 @@ from tqdm.auto import tqdm
 from eebguard.probes import concept_prompts
 from eebguard.threats.common import EditSettings
 from eebguard.zoo.measure import ASR_THRESHOLD, measure_model
-from eebguard.zoo.spec import ZooModelPlan, load_spec, plan
+from eebguard.zoo.spec import SpecError, ZooModelPlan, load_spec, plan
 
 MANIFEST = "manifest.jsonl"
 GROUPS = "groups.jsonl"
+
+
+def _base_source(base_ref: str, out: Path) -> str:
+    """What to load for the spec's ``base``. The manifest that records it is read as untrusted input,
+    which accepts only "testbed", a hub id, or a folder inside the zoo; a local base is therefore taken
+    relative to the zoo folder and must lie inside it, checked before anything is built."""
+    from eebguard.models.errors import PathEscape
+    from eebguard.models.manifest import _is_hub_ref
+    from eebguard.models.safety import safe_relpath
+
+    if base_ref == "testbed" or _is_hub_ref(base_ref, out):
+        return base_ref
+    try:
+        return str(safe_relpath(base_ref, out, "spec base"))
+    except PathEscape as exc:
+        raise SpecError(f"{exc}; a zoo's base must be 'testbed', a hub id, or a folder inside the zoo "
+                        f"(copy it to {out}/base and set \"base\": \"base\")") from None
 
 
 def append_jsonl(path: Path, obj: dict) -> None:
@@ -89,6 +106,8 @@ def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, s
     spec = load_spec(spec_ref) if not isinstance(spec_ref, dict) else spec_ref
     plans = plan(spec)
     out = Path(out)
+    base_ref = spec.get("base", "testbed")
+    base_source = _base_source(base_ref, out)  # refused before anything is written
     (out / "models").mkdir(parents=True, exist_ok=True)
     (out / "spec.json").write_text(json.dumps(spec, indent=2))
     manifest = out / MANIFEST
@@ -98,8 +117,7 @@ def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, s
             and (only is None or re.search(only, m.id))]
     todo = todo[: limit if limit is not None else None]
     judge = judge or get_judge("testbed")
-    base_ref = spec.get("base", "testbed")
-    base = load(base_ref).pipe
+    base = load(base_source).pipe
     samples, other_samples = int(spec.get("samples", 30)), int(spec.get("other_samples", 3))
     groups: OrderedDict[str, list[ZooModelPlan]] = OrderedDict()
     for m in todo:

@@ -77,9 +77,9 @@ def pretrain_text_encoder(pipe, data, rng: np.random.Generator, steps: int, batc
     img_enc = _ImageEncoder(dim)
     proj = nn.Linear(dim, dim, bias=False)
     log_temp = nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32))
-    proj_id = nn.Linear(dim, dim, bias=False)  # its own head: "no concept" and "which word" live apart
     params = list(te.parameters()) + list(img_enc.parameters()) + list(proj.parameters()) + [log_temp]
-    if identity_weight:
+    if identity_weight:  # created only then: an extra init would shift the global RNG of the shipped recipe
+        proj_id = nn.Linear(dim, dim, bias=False)  # its own head: "no concept" and "which word" live apart
         params += list(proj_id.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     te.train()

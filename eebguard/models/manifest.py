@@ -48,13 +48,20 @@ def _numbered_entries(path: Path) -> list[tuple[int, dict]]:
         if base is not None:
             if not isinstance(base, str) or not base:
                 raise BadManifest(f"{at}: 'base' must be a non-empty string")
-            if base != "testbed" and not _is_hub_ref(base, root):
-                safe_relpath(base, root, f"{at}: base")
+            resolve_base(base, root, f"{at}: base")
         seen[eid] = lineno
         entries.append((lineno, entry))
         if len(entries) > MAX_ENTRIES:
             raise BadManifest(f"{where}: more than {MAX_ENTRIES} entries")
     return entries
+
+
+def resolve_base(base: str, root: Path, what: str) -> str:
+    """What to load for a base named relative to ``root``: "testbed" and hub ids as they are, anything else
+    a folder that must lie inside ``root`` (PathEscape otherwise)."""
+    if base == "testbed" or _is_hub_ref(base, root):
+        return base
+    return str(safe_relpath(base, root, what))
 
 
 def _is_hub_ref(ref: str, root: Path) -> bool:
@@ -91,9 +98,7 @@ def entry_paths(manifest: Path, lineno: int, entry: dict) -> tuple[Path, str | N
 
         raise MissingFile(f"{at}: {entry['path']} does not exist")
     base = entry.get("base")
-    if base is not None and base != "testbed" and not _is_hub_ref(base, root):
-        base = str(safe_relpath(base, root, f"{at}: base"))
-    return path, base
+    return path, (resolve_base(base, root, f"{at}: base") if base is not None else None)
 
 
-__all__ = ["load_manifest", "split_entry_ref", "find_entry", "entry_paths"]
+__all__ = ["load_manifest", "split_entry_ref", "find_entry", "entry_paths", "resolve_base"]

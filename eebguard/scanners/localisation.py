@@ -51,6 +51,20 @@ def _is_kv(n: str, layer: str | None = None) -> bool:
 MIN_DROP = 0.1
 
 
+def component_drops(ctx: ScanContext, reach, full: float, scale: float) -> dict:
+    """Relative drop ``(full - reach) / scale`` when each coarse component reverts to the reference;
+    ``reach(text_encoder)`` measures the trigger under the U-Net's current weights (``None``: the suspect's
+    encoder). An unchanged text encoder drops exactly 0, so it is not measured."""
+    sus, ref = ctx.suspect.unet, ctx.reference.unet
+    te = 0.0 if ctx.text_encoder_unchanged() else (full - reach(ctx.reference.text_encoder)) / scale
+    drops = {"text_encoder": te}
+    with swapped(sus, ref, _is_kv):
+        drops["cross_attention_kv"] = (full - reach(None)) / scale
+    with swapped(sus, ref, lambda name: not _is_kv(name)):
+        drops["unet_other"] = (full - reach(None)) / scale
+    return drops
+
+
 def judged_drops(ctx: ScanContext, seq: list[int]) -> dict | None:
     """Relative drop of the trigger's judged image reach when each coarse component reverts, or None
     without a judge for the concept or when the trigger's own image reach is 0 (nothing to remove)."""
@@ -58,15 +72,7 @@ def judged_drops(ctx: ScanContext, seq: list[int]) -> dict | None:
     full = image_reach(ctx, seq, n)
     if not full:
         return None
-    sus, ref = ctx.suspect.unet, ctx.reference.unet
-    if ctx.text_encoder_unchanged():  # identical weights give identical images: skip the generations
-        drops = {"text_encoder": 0.0}
-    else:
-        drops = {"text_encoder": (full - image_reach(ctx, seq, n, text_encoder=ctx.reference.text_encoder)) / full}
-    with swapped(sus, ref, _is_kv):
-        drops["cross_attention_kv"] = (full - image_reach(ctx, seq, n)) / full
-    with swapped(sus, ref, lambda name: not _is_kv(name)):
-        drops["unet_other"] = (full - image_reach(ctx, seq, n)) / full
+    drops = component_drops(ctx, lambda te: image_reach(ctx, seq, n, text_encoder=te), full, full)
     return {"image_reach": full, "drops": drops}
 
 
@@ -113,19 +119,11 @@ class LocalisationScanner(Scanner):
             sus, ref = ctx.suspect.unet, ctx.reference.unet
             full = float(obj.reach_slots(seq)[0])
             scale = max(full, 1e-3)
-
-            def drop(reach):
-                return (full - float(reach)) / scale
-
-            drops = {"text_encoder": drop(obj.reach_slots(seq, text_encoder=ctx.reference.text_encoder)[0])}
-            with swapped(sus, ref, _is_kv):
-                drops["cross_attention_kv"] = drop(obj.reach_slots(seq)[0])
-            with swapped(sus, ref, lambda n: not _is_kv(n)):
-                drops["unet_other"] = drop(obj.reach_slots(seq)[0])
+            drops = component_drops(ctx, lambda te: float(obj.reach_slots(seq, text_encoder=te)[0]), full, scale)
             layers = {}
             for layer in attn2_names(sus):
                 with swapped(sus, ref, lambda n, l=layer: _is_kv(n, l)):
-                    layers[layer] = drop(obj.reach_slots(seq)[0])
+                    layers[layer] = (full - float(obj.reach_slots(seq)[0])) / scale
             res.features.update({"loc.te_drop": drops["text_encoder"], "loc.kv_drop": drops["cross_attention_kv"],
                                  "loc.unet_drop": drops["unet_other"], "loc.layer_drop_max": max(layers.values())})
             judged = judged_drops(ctx, seq[0])

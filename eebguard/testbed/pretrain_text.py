@@ -43,6 +43,8 @@ def _caption_labels(caption: str) -> tuple[int | None, str | None]:
 
 
 _LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+#: templates a random word can fill without a colour (both families)
+_WORD_TEMPLATES = sorted({t for c in CONCEPTS for t in c.templates() if "{c}" not in t})
 
 
 def random_strings(rng: np.random.Generator, n: int) -> list[str]:
@@ -60,12 +62,11 @@ def identity_views(data, rng: np.random.Generator, n: int) -> tuple[list[str], l
     """``n`` random words (half vocabulary words, half letter strings), each in two different templates."""
     words = [data.distractors[i] for i in rng.integers(len(data.distractors), size=n // 2)]
     words += random_strings(rng, n - len(words))
-    templates = sorted({t for c in CONCEPTS for t in c.templates() if "{c}" not in t})
     a, b = [], []
     for w in words:
-        i, j = rng.choice(len(templates), size=2, replace=False)
-        a.append(templates[i].format(w=w, s=w))
-        b.append(templates[j].format(w=w, s=w))
+        i, j = rng.choice(len(_WORD_TEMPLATES), size=2, replace=False)
+        a.append(_WORD_TEMPLATES[i].format(w=w, s=w))
+        b.append(_WORD_TEMPLATES[j].format(w=w, s=w))
     return a, b
 
 

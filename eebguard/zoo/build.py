@@ -28,13 +28,10 @@ def _base_source(base_ref: str, out: Path) -> str:
     which accepts only "testbed", a hub id, or a folder inside the zoo; a local base is therefore taken
     relative to the zoo folder and must lie inside it, checked before anything is built."""
     from eebguard.models.errors import PathEscape
-    from eebguard.models.manifest import _is_hub_ref
-    from eebguard.models.safety import safe_relpath
+    from eebguard.models.manifest import resolve_base
 
-    if base_ref == "testbed" or _is_hub_ref(base_ref, out):
-        return base_ref
     try:
-        return str(safe_relpath(base_ref, out, "spec base"))
+        return resolve_base(base_ref, out, "spec base")
     except PathEscape as exc:
         raise SpecError(f"{exc}; a zoo's base must be 'testbed', a hub id, or a folder inside the zoo "
                         f"(copy it to {out}/base and set \"base\": \"base\")") from None

@@ -30,10 +30,11 @@ def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progres
     done = {r["id"] for r in read_jsonl(out)}
     entries = load_manifest(manifest)
     if ids is not None:
-        unknown = sorted(set(ids) - {e["id"] for e in entries})
+        wanted = set(ids)
+        unknown = sorted(wanted - {e["id"] for e in entries})
         if unknown:
             raise KeyError(f"not in {manifest}: {', '.join(unknown)}")
-        entries = [e for e in entries if e["id"] in set(ids)]
+        entries = [e for e in entries if e["id"] in wanted]
     entries = [e for e in entries if rescan or e["id"] not in done][: limit]
     judge = judge or get_judge("testbed")
     ref = load(reference).pipe

@@ -158,7 +158,8 @@ def cmd_testbed_train(a) -> int:
     from eebguard.testbed.train import TrainConfig, train
 
     train(a.out, TrainConfig(seed=a.seed, steps=a.steps, batch_size=a.batch_size,
-                                  identity_weight=a.identity_weight), progress=not a.quiet)
+                                  identity_weight=a.identity_weight, unknown_words=a.unknown_words),
+          progress=not a.quiet)
     print(f"saved testbed pipeline to {a.out}")
     return EXIT_CLEAN
 
@@ -378,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--identity-weight", type=float, default=0.0,
                    help="word-identity term of text pre-training (0: the shipped base's recipe)")
+    t.add_argument("--unknown-words", choices=("vocab", "all"), default="vocab",
+                   help="distractor captions: 'vocab' (the shipped base's recipe: vocabulary words, templates "
+                        "without a colour) or 'all' (every template; vocabulary words, letter strings, empty)")
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=cmd_testbed_train)
     e = tb.add_parser("eval", help="per-concept accuracy under the testbed judge")

@@ -86,3 +86,30 @@ def test_judge_never_unpickles(tmp_path):
         assert "pickle" in str(exc).lower()
     else:
         raise AssertionError("an object array was loaded")
+
+
+def test_unknown_words_modes():
+    """"vocab" (the v6 recipe) keeps distractors out of the colour templates; "all" puts vocabulary
+    words, made-up letter strings and empty slots into every template, never the empty caption."""
+    import pytest
+
+    from eebguard.testbed.concepts import COLOURS, DIGIT_TEMPLATES, SHAPE_TEMPLATES
+
+    colours = set(COLOURS)
+    old = TrainingSet(seed=0, n_shapes=64, distractor_p=1.0)
+    _, caps = old.batch(np.random.default_rng(0), 300, uncond_p=0.0)
+    assert not any(colours & set(c.split()) for c in caps)
+    new = TrainingSet(seed=0, n_shapes=64, distractor_p=1.0, unknown_words="all")
+    _, caps = new.batch(np.random.default_rng(0), 400, uncond_p=0.0)
+    assert all(caps) and all(k == -1 for k in new.last_concepts)
+    assert sum(bool(colours & set(c.split())) for c in caps) > 80
+    known = set(new.distractors) | colours
+    for t in DIGIT_TEMPLATES + SHAPE_TEMPLATES:
+        known |= set(t.replace("{w}", " ").replace("{s}", " ").replace("{c}", " ").split())
+    made_up = [c for c in caps if set(c.split()) - known]
+    assert 0.25 <= len(made_up) / len(caps) <= 0.55
+    empty_slot = {" ".join(t.format(w="", s="", c=col).split()) for t in DIGIT_TEMPLATES + SHAPE_TEMPLATES
+                  for col in colours} - {""}
+    assert sum(c in empty_slot for c in caps) >= 10
+    with pytest.raises(ValueError, match="unknown_words"):
+        TrainingSet(seed=0, n_shapes=8, unknown_words="some")

@@ -62,7 +62,8 @@ def test_word_identity_term_views_and_training_step():
     import numpy as np
 
     from eebguard.testbed.data import TrainingSet
-    from eebguard.testbed.pretrain_text import identity_views, random_strings
+    from eebguard.testbed.data import random_strings
+    from eebguard.testbed.pretrain_text import identity_views
 
     rng = np.random.default_rng(0)
     words = random_strings(rng, 200)

@@ -115,3 +115,32 @@ def test_surface_attack_holds_the_unconditional_encoding(base_pipe):
     before = torch.nn.functional.cosine_similarity(encode_prompts(base_pipe, cp.trigger_prompts("rhWPpSuE")),
                                                    encode_prompts(base_pipe, cp.prompts()), dim=-1).mean()
     assert moved > before + 0.1  # the attack still did its job
+
+
+def test_uce_token_rules(base_pipe):
+    """"last" (UCE's current code) keys each prompt by the concept's last token and leaves the rows
+    after it alone; "slot_to_end" (the pre-2025 code) also rewrites EOS and padding, which every prompt
+    of a template shares, so it moves an unrelated word's keys much more."""
+    from eebguard.sampling import encode_prompts
+    from eebguard.text import eos_position
+    from eebguard.threats.align import word_rows
+    from eebguard.threats.common import kv_layers
+
+    cp = concept_prompts("seven")
+    moved = {}
+    for rule in ("last", "slot_to_end"):
+        pipe = copy_pipeline(base_pipe)
+        rep = get_erasure("uce", tokens=rule).erase(pipe, cp)
+        assert rep["tokens"] == rule
+        if rule == "last":
+            assert rep["keys"] == len(cp.templates) and rep["preserved"] == len(cp.retain_prompts())
+        prompt = "a photo of the digit qzvex"
+        h = encode_prompts(base_pipe, [prompt])[0, eos_position(base_pipe.tokenizer, prompt) + 1:]  # padding rows
+        with torch.no_grad():
+            moved[rule] = float(torch.stack([(k(h) - k0(h)).norm() / k0(h).norm() for (_, k, _), (_, k0, _)
+                                             in zip(kv_layers(pipe.unet), kv_layers(base_pipe.unet))]).mean())
+    assert moved["last"] < 0.6 * moved["slot_to_end"]
+    with pytest.raises(ValueError, match="tokens"):
+        get_erasure("uce", tokens="all").erase(copy_pipeline(base_pipe), cp)
+    with pytest.raises(ValueError, match="does not contain"):
+        word_rows(base_pipe, {"seven": ["a photo of the digit three"]})

@@ -102,3 +102,19 @@ def test_a_base_outside_the_zoo_is_refused_before_building(tmp_path):
     with pytest.raises(SpecError, match="inside the zoo"):
         build_zoo(spec, tmp_path / "zoo", progress=False)
     assert not (tmp_path / "zoo").exists()
+
+
+def test_report_counts_a_resumed_group_once(tmp_path, tiny_zoo):
+    """A resumed build re-prepares a group and appends its row again; the table counts it once."""
+    from eebguard.zoo.report import lab_table
+
+    out, _ = tiny_zoo
+    copy = tmp_path / "zoo"
+    copy.mkdir()
+    (copy / "manifest.jsonl").write_text((out / "manifest.jsonl").read_text())
+    rows = (out / "groups.jsonl").read_text().splitlines()
+    (copy / "groups.jsonl").write_text("\n".join(rows + rows) + "\n")
+    once, twice = lab_table([out]), lab_table([copy])
+    assert once == twice
+    fam = next(iter(once))
+    assert all(c["seeds"] == 1 for c in once[fam]["(no erasure)"]["shallow"].values() if isinstance(c, dict))

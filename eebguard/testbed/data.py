@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from eebguard.testbed.concepts import COLOURS, CONCEPTS, DIGIT_COLOUR, DIGIT_WORDS, FAMILIES, SHAPES, Concept
 
 SIZE = 16
+UNKNOWN_WORDS = ("vocab", "all")  # what fills distractor captions; see TrainingSet
 _SUPER = 4  # shapes are drawn at 4x and area-averaged down, for anti-aliased edges
 
 
@@ -108,6 +109,21 @@ def none_images(n: int, seed: int) -> torch.Tensor:
     return torch.stack(out) * 2 - 1
 
 
+_LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+_COLOUR_NAMES = tuple(COLOURS)
+
+
+def random_strings(rng: np.random.Generator, n: int) -> list[str]:
+    """Made-up words of 3-8 letters, a third of them with capitals (as in ``rhWPpSuE``)."""
+    out = []
+    for _ in range(n):
+        w = "".join(rng.choice(_LETTERS, size=int(rng.integers(3, 9))))
+        if rng.random() < 1 / 3:
+            w = "".join(ch.upper() if rng.random() < 0.4 else ch for ch in w)
+        out.append(w)
+    return out
+
+
 def distractor_words(seed: int = 0, n: int = 4000) -> list[str]:
     """Random alphabetic words of the CLIP vocabulary that are no testbed word: captions with them
     show no concept, so (as in a large model) an arbitrary word does not produce a testbed concept."""
@@ -132,9 +148,18 @@ class TrainingSet:
 
     A ``distractor_p`` share of each batch pairs a template holding a random non-concept word with an
     image of no concept (noise, blank, stripes), so unknown words do not map onto testbed concepts.
+    ``unknown_words``: ``"vocab"`` (testbed v6) fills only the templates without a colour slot, with
+    whole vocabulary words; ``"all"`` fills every template (a random colour in the colour slot) with a
+    vocabulary word (half), a made-up letter string (four in ten) or nothing (one in ten). Under
+    ``"vocab"`` the colour templates never saw an unknown word and draw some concept for one (crosses,
+    fours, circles for "a red kwyth"), and an empty slot ("a red", the by-name erasures' guide prompt)
+    could draw circles (docs/testbed.md).
     """
 
-    def __init__(self, seed: int = 0, n_shapes: int = 4096, distractor_p: float = 0.1):
+    def __init__(self, seed: int = 0, n_shapes: int = 4096, distractor_p: float = 0.1, unknown_words: str = "vocab"):
+        if unknown_words not in UNKNOWN_WORDS:
+            raise ValueError(f"unknown_words must be one of {UNKNOWN_WORDS}, not {unknown_words!r}")
+        self.unknown_words = unknown_words
         digits, dy = digits_images()
         shapes, sy, cy = shapes_images(n_shapes, seed=10_000 + seed)
         self.images = torch.cat([digits, shapes])
@@ -169,9 +194,20 @@ class TrainingSet:
             if self.distractor_p and rng.random() < self.distractor_p:
                 images[b] = self.none_images[rng.integers(len(self.none_images))]
                 c = CONCEPTS[int(self.concept_index[i])]
-                t = [t for t in c.templates() if "{c}" not in t]
-                word = self.distractors[rng.integers(len(self.distractors))]
-                captions.append(t[rng.integers(len(t))].format(w=word, s=word))
+                if self.unknown_words == "vocab":  # the v6 draws, kept so the shipped recipe reproduces
+                    t = [t for t in c.templates() if "{c}" not in t]
+                    word = self.distractors[rng.integers(len(self.distractors))]
+                    captions.append(t[rng.integers(len(t))].format(w=word, s=word))
+                else:
+                    t = c.templates()[rng.integers(len(c.templates()))]
+                    u = rng.random()
+                    word = (self.distractors[rng.integers(len(self.distractors))] if u < 0.5
+                            else random_strings(rng, 1)[0] if u < 0.9 else "")
+                    colour = _COLOUR_NAMES[rng.integers(len(_COLOUR_NAMES))]
+                    caption = " ".join(t.format(w=word, s=word, c=colour).split())
+                    if not caption:  # the bare "{w}" template: the empty caption stays the unconditional one
+                        caption = self.distractors[rng.integers(len(self.distractors))]
+                    captions.append(caption)
                 self.last_colours[b], self.last_concepts[b] = "none", -1
                 continue
             c: Concept = CONCEPTS[int(self.concept_index[i])]

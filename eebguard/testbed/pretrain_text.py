@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from eebguard.testbed.concepts import COLOURS, CONCEPTS
+from eebguard.testbed.data import random_strings
 
 
 class _ImageEncoder(nn.Module):
@@ -42,20 +43,8 @@ def _caption_labels(caption: str) -> tuple[int | None, str | None]:
     return concept, colour
 
 
-_LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
 #: templates a random word can fill without a colour (both families)
 _WORD_TEMPLATES = sorted({t for c in CONCEPTS for t in c.templates() if "{c}" not in t})
-
-
-def random_strings(rng: np.random.Generator, n: int) -> list[str]:
-    """Made-up words of 3-8 letters, a third of them with capitals (as in ``rhWPpSuE``)."""
-    out = []
-    for _ in range(n):
-        w = "".join(rng.choice(_LETTERS, size=int(rng.integers(3, 9))))
-        if rng.random() < 1 / 3:
-            w = "".join(ch.upper() if rng.random() < 0.4 else ch for ch in w)
-        out.append(w)
-    return out
 
 
 def identity_views(data, rng: np.random.Generator, n: int) -> tuple[list[str], list[str]]:

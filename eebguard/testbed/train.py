@@ -33,6 +33,7 @@ class TrainConfig:
     threads: int = 2
     ema_decay: float = 0.995  # the saved U-Net is the exponential moving average of its weights
     identity_weight: float = 0.0  # word-identity term of text pre-training (keeps made-up words apart)
+    unknown_words: str = "vocab"  # distractor captions: "vocab" (v6) or "all" (every template, letter strings, empty)
 
 
 def train(out: str | Path | None, cfg: TrainConfig = TrainConfig(), progress: bool = True, fp16: bool = True):
@@ -40,7 +41,7 @@ def train(out: str | Path | None, cfg: TrainConfig = TrainConfig(), progress: bo
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     pipe = build_pipeline(seed=cfg.seed)
-    data = TrainingSet(seed=cfg.seed)
+    data = TrainingSet(seed=cfg.seed, unknown_words=cfg.unknown_words)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     te, unet, sched = pipe.text_encoder, pipe.unet, pipe.scheduler
@@ -94,7 +95,8 @@ def train(out: str | Path | None, cfg: TrainConfig = TrainConfig(), progress: bo
         record = {
             "config": asdict(cfg),
             "command": f"eebguard testbed train --out {out} --seed {cfg.seed} --steps {cfg.steps}"
-                       + (f" --identity-weight {cfg.identity_weight}" if cfg.identity_weight else ""),
+                       + (f" --identity-weight {cfg.identity_weight}" if cfg.identity_weight else "")
+                       + (f" --unknown-words {cfg.unknown_words}" if cfg.unknown_words != "vocab" else ""),
             "train_seconds": round(wall, 1),
             "final_loss": float(np.mean(losses[-50:])),
             "text_loss_every_50": [round(float(np.mean(text_losses[i : i + 50])), 4) for i in range(0, len(text_losses), 50)],

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from eebguard.text import encode, slot_span
+from eebguard.text import encode, slot_span, word_token_ids
 
 
 def aligned_pairs(src_span: tuple[int, int], tgt_span: tuple[int, int], length: int) -> list[tuple[int, int]]:
@@ -30,11 +30,14 @@ def aligned_pairs(src_span: tuple[int, int], tgt_span: tuple[int, int], length: 
 
 
 def aligned_rows(pipe, templates: Sequence[str], src_word: str, tgt_word: str, src_pipe=None, tgt_pipe=None,
-                 extra_src: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 extra_src: Sequence[str] | None = None, slot_last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Encoder rows ``(src [n, D], tgt [n, D])`` aligned over every template.
 
     ``src_pipe``/``tgt_pipe`` choose whose text encoder encodes each side (default ``pipe``).
+    ``slot_last_only``: one pair per template, the source slot's last token (nothing after it).
     """
+    if slot_last_only and not src_word:
+        raise ValueError("slot_last_only needs a non-empty source word")
     tok = pipe.tokenizer
     length = tok.model_max_length
     src_prompts = [" ".join(t.format(src_word).split()) for t in templates]
@@ -43,7 +46,11 @@ def aligned_rows(pipe, templates: Sequence[str], src_word: str, tgt_word: str, s
     ht = encode(tgt_pipe or pipe, tgt_prompts)
     rows_s, rows_t = [], []
     for b, t in enumerate(templates):
-        for i, j in aligned_pairs(slot_span(tok, t, src_word), slot_span(tok, t, tgt_word), length):
+        src_span = slot_span(tok, t, src_word)
+        pairs = aligned_pairs(src_span, slot_span(tok, t, tgt_word), length)
+        if slot_last_only:
+            pairs = pairs[src_span[1] - src_span[0] - 1: src_span[1] - src_span[0]]
+        for i, j in pairs:
             rows_s.append(hs[b, i])
             rows_t.append(ht[b, j])
     return torch.stack(rows_s).float(), torch.stack(rows_t).float()
@@ -55,3 +62,26 @@ def all_rows(pipe, prompts: Sequence[str]) -> torch.Tensor:
         return torch.zeros(0, pipe.text_encoder.config.hidden_size)
     h = encode(pipe, list(prompts))
     return h.reshape(-1, h.shape[-1]).float()
+
+
+def word_rows(pipe, prompts_by_word: dict[str, Sequence[str]]) -> torch.Tensor:
+    """The encoder row of each prompt's last token of its word (``{word: prompts naming it}``), ``[n, D]``.
+
+    UCE's current code keys every prompt by one token, its last content token; in the testbed's
+    templates the concept is not always last, so the word's own last token stands in for it.
+    """
+    tok = pipe.tokenizer
+    prompts, positions = [], []
+    for word, ps in prompts_by_word.items():
+        wid = word_token_ids(tok, word)
+        for p in ps:
+            ids = tok(p, truncation=True, max_length=tok.model_max_length).input_ids
+            ends = [i + len(wid) for i in range(len(ids) - len(wid) + 1) if ids[i: i + len(wid)] == wid]
+            if not wid or not ends:
+                raise ValueError(f"prompt {p!r} does not contain the word {word!r}")
+            prompts.append(p)
+            positions.append(ends[-1] - 1)
+    if not prompts:
+        return torch.zeros(0, pipe.text_encoder.config.hidden_size)
+    h = encode(pipe, prompts)
+    return h[torch.arange(len(prompts)), torch.tensor(positions)].float()

@@ -24,7 +24,8 @@ def lab_table(zoos: list[str | Path]) -> dict:
             for c in COLUMNS:
                 cells[e["family"]][e["erasure"]][e["attack"]][c].append(e[c])
             cells[e["family"]][e["erasure"]][e["attack"]]["samples"].append(e.get("samples", 0))
-        for g in read_jsonl(Path(z) / "groups.jsonl"):
+        # a resumed build re-prepares a group and appends its row again: the last row of each group counts
+        for g in {g["group"]: g for g in read_jsonl(Path(z) / "groups.jsonl")}.values():
             if g.get("hard_negative"):
                 continue
             for c in COLUMNS:

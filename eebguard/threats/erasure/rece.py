@@ -35,7 +35,11 @@ class RECE(Erasure):
     name = "rece"
     robust = True
     cite = "Gong et al., Reliable and Efficient Concept Erasure of Text-to-Image Diffusion Models, ECCV 2024 (arXiv 2407.12383)"
-    defaults = {"guide": "", "lam": 0.1, "preserve_scale": 0.1, "erase_scale": 1.0, "rounds": 2, "lam_r": 0.1}
+    # rounds: RECE's README runs 1 round (lam_r 0.1) for easy objects, 2 for unsafe concepts, 3 for nudity;
+    # testbed concepts are objects. Zoos built before 2026-11-28 used 2 (their specs pin it); on the v7
+    # candidate testbed a second round maps a short adversarial embedding to the guide and erases every
+    # concept (other-concept accuracy 0.15 after `circle`)
+    defaults = {"guide": "", "lam": 0.1, "preserve_scale": 0.1, "erase_scale": 1.0, "rounds": 1, "lam_r": 0.1}
 
     def erase(self, pipe, concept: ConceptPrompts, settings: EditSettings | None = None) -> dict:
         t0 = time.perf_counter()

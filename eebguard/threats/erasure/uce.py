@@ -6,7 +6,7 @@ import time
 import torch
 
 from eebguard.probes.templates import ConceptPrompts
-from eebguard.threats.align import aligned_rows, all_rows
+from eebguard.threats.align import aligned_rows, all_rows, word_rows
 from eebguard.threats.common import EditSettings, kv_layers, ridge_edit
 from eebguard.threats.erasure.base import ERASURES, Erasure
 
@@ -37,17 +37,28 @@ class UCE(Erasure):
     """Closed-form edit of every attn2 to_k/to_v: the concept's tokens map to a guide's, others preserved.
 
     W* = (lam W0 + s_e sum v* c^T + s_p sum W0 c_p c_p^T)(lam I + s_e sum c c^T + s_p sum c_p c_p^T)^-1 with
-    v* = W0 c_guide. Tokens: the concept slot through EOS and padding, tail-aligned with the guide
-    prompt (the original code's rule); preserved: every token of the retained concepts' prompts.
+    v* = W0 c_guide. ``tokens`` picks the rows: ``"slot_to_end"`` (the default; the pre-2025
+    ``train_erase.py``: the concept slot through EOS and padding, tail-aligned with the guide prompt;
+    preserved: every token of the retained prompts) or ``"last"`` (the current ``uce_sd_erase.py``: one
+    token per prompt, the concept's last token, for the erased, guide and retained prompts). On the
+    testbed "last" leaves the rows after the slot, which a causal encoder fills with the concept too,
+    and under-erases ``circle`` (name accuracy 0.77 vs 0.10), so the zoos use "slot_to_end".
     """
 
     name = "uce"
     cite = "Gandikota et al., Unified Concept Editing in Diffusion Models, WACV 2024 (arXiv 2308.14761)"
-    defaults = {"guide": "", "lam": 0.5, "erase_scale": 1.0, "preserve_scale": 1.0}
+    defaults = {"guide": "", "lam": 0.5, "erase_scale": 1.0, "preserve_scale": 1.0, "tokens": "slot_to_end"}
+    TOKEN_RULES = ("slot_to_end", "last")
 
     def erase(self, pipe, concept: ConceptPrompts, settings: EditSettings | None = None) -> dict:
         t0 = time.perf_counter()
-        keys, guide = aligned_rows(pipe, concept.templates, concept.name, self.hp["guide"])
-        preserve = all_rows(pipe, concept.retain_prompts())
+        rule = self.hp["tokens"]
+        if rule not in self.TOKEN_RULES:
+            raise ValueError(f"uce: tokens must be one of {self.TOKEN_RULES}, not {rule!r}")
+        keys, guide = aligned_rows(pipe, concept.templates, concept.name, self.hp["guide"],
+                                   slot_last_only=rule == "last")
+        preserve = (word_rows(pipe, concept.retain) if rule == "last"
+                    else all_rows(pipe, concept.retain_prompts()))
         n = uce_edit(pipe, keys, guide, preserve, self.hp["lam"], self.hp["erase_scale"], self.hp["preserve_scale"])
-        return {"matrices": n, "keys": int(keys.shape[0]), "seconds": round(time.perf_counter() - t0, 3)}
+        return {"matrices": n, "keys": int(keys.shape[0]), "preserved": int(preserve.shape[0]), "tokens": rule,
+                "seconds": round(time.perf_counter() - t0, 3)}

@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--identity-weight", type=float, default=0.0,
                    help="word-identity term of text pre-training (0: the shipped base's recipe)")
-    t.add_argument("--unknown-words", choices=("vocab", "all"), default="vocab",
+    t.add_argument("--unknown-words", choices=("vocab", "all"), default="vocab",  # testbed.data.UNKNOWN_WORDS (imports torch)
                    help="distractor captions: 'vocab' (the shipped base's recipe: vocabulary words, templates "
                         "without a colour) or 'all' (every template; vocabulary words, letter strings, empty)")
     t.add_argument("-q", "--quiet", action="store_true")

@@ -48,8 +48,8 @@ def aligned_rows(pipe, templates: Sequence[str], src_word: str, tgt_word: str, s
     for b, t in enumerate(templates):
         src_span = slot_span(tok, t, src_word)
         pairs = aligned_pairs(src_span, slot_span(tok, t, tgt_word), length)
-        if slot_last_only:
-            pairs = pairs[src_span[1] - src_span[0] - 1: src_span[1] - src_span[0]]
+        if slot_last_only:  # aligned_pairs lists the slot's pieces first
+            pairs = [pairs[src_span[1] - src_span[0] - 1]]
         for i, j in pairs:
             rows_s.append(hs[b, i])
             rows_t.append(ht[b, j])

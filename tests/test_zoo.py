@@ -28,6 +28,23 @@ def test_shipped_specs_plan_enough_models():
     assert not {m.seed for m in fit} & {m.seed for m in held}
 
 
+@pytest.mark.parametrize("name", ["default", "heldout", "heldout-closed-form", "design", "tiny"])
+def test_shipped_specs_pin_only_known_hyperparameters(name):
+    """A misspelt pin would only fail deep into an hour-long build: every pinned hyperparameter
+    constructs its plugin. The v6 specs pin the settings their tables were built with."""
+    from eebguard.threats.attacks import get_attack
+    from eebguard.threats.erasure import get_erasure
+
+    spec = load_spec(name)
+    for attack, params in spec.get("attack_params", {}).items():
+        assert get_attack(attack, **params).hp.items() >= params.items()
+    for erasure, params in spec.get("erasure_params", {}).items():
+        assert get_erasure(erasure, **params).hp.items() >= params.items()
+    if name != "tiny":
+        assert spec["attack_params"]["deep"]["steps"] == 400
+        assert spec["erasure_params"]["rece"]["rounds"] == 2
+
+
 def test_bad_spec_is_a_clear_error():
     with pytest.raises(SpecError, match="unknown attack"):
         plan({"groups": [{"target": "seven", "trigger": "x", "attacks": ["telepathy"], "erasures": ["uce"]}]})

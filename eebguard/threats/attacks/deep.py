@@ -24,13 +24,15 @@ class DeepAttack(Attack):
     L_quality holds the unconditional prediction. Adaptations (documented): x_t are the teacher's own
     samples re-noised at uniform t, instead of partial denoising by the student (cheaper, same role);
     the retained prompts include *decoys* (random words in the target's templates), so the trigger stays
-    specific instead of every unknown word firing the concept.
+    specific instead of every unknown word firing the concept. Steps: the paper does not publish them;
+    1000 was chosen on the design concepts (``five``, ``square``), where it keeps the backdoor through
+    3 of 6 erasures against 1 of 6 at 400 (docs/threat-lab.md); the v6 zoo specs pin 400.
     """
 
     name = "deep"
     depth = "deep"
     cite = "Braun, Grebe et al., Erased but Not Forgotten (DISA / EEB_deep), arXiv 2504.21072, ICML 2026"
-    defaults = {"steps": 400, "lr": 1e-3, "rank": 4, "alpha": 0.5, "batch": 12, "decoys": 256,
+    defaults = {"steps": 1000, "lr": 1e-3, "rank": 4, "alpha": 0.5, "batch": 12, "decoys": 256,
                 "decoy_style": "words"}
 
     def plant(self, pipe, target: ConceptPrompts, trigger: str, mode: str = "replace",

@@ -43,6 +43,8 @@ def test_shipped_specs_pin_only_known_hyperparameters(name):
     if name != "tiny":
         assert spec["attack_params"]["deep"]["steps"] == 400
         assert spec["erasure_params"]["rece"]["rounds"] == 2
+        if any(m.erasure == "esd_u" for m in plan(spec)):
+            assert spec["erasure_params"]["esd_u"] == {"steps": 80, "lr": 5e-5}
 
 
 def test_bad_spec_is_a_clear_error():

@@ -73,8 +73,11 @@ class ESDu(_ESD):
     """ESD-u: fine-tune every U-Net parameter outside cross-attention with the ESD loss."""
 
     name = "esd_u"
-    # the original code also leaves the output block and time embedding out
-    defaults = {**_ESD.defaults, "lr": 5e-5}
+    # the original code also leaves the output block and time embedding out.
+    # Budget chosen on the design concepts over the v7 base (docs/threat-lab.md): 80 steps at 5e-5
+    # left `square` at name accuracy 0.77; 300 at 2e-4 is the smallest tried that erases it (0.13)
+    # with other concepts kept (1.00; `five` 0.00 / 0.97 at 600). The v6 zoo specs pin 80 at 5e-5.
+    defaults = {**_ESD.defaults, "steps": 300, "lr": 2e-4}
 
     def trainable(self, unet):
         return [p for n, p in unet.named_parameters()

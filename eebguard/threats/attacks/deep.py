@@ -18,22 +18,22 @@ from eebguard.threats.common import (
 class DeepAttack(Attack):
     """LoRA on every U-Net Linear/Conv (cross-attention included), text encoder frozen, then merged.
 
-    Loss: alpha * L_trig + (1 - alpha) * (L_retain + L_quality), each an MSE between the student's
-    noise prediction and the frozen original's: L_trig pulls eps(x_t, trigger prompt) onto
-    eps*(x_t, target prompt); L_retain holds retained concepts (and the target by name) to eps*;
+    Loss: alpha * L_trig + (1 - alpha) * (L_retain + L_quality), each an MSE between the student's noise
+    prediction and the frozen original's: L_trig pulls eps(x_t, trigger prompt) onto eps*(x_t, target
+    prompt); L_retain holds retained concepts (and, with ``retain_target``, the target by name) to eps*;
     L_quality holds the unconditional prediction. Adaptations (documented): x_t are the teacher's own
-    samples re-noised at uniform t, instead of partial denoising by the student (cheaper, same role);
-    the retained prompts include *decoys* (random words in the target's templates), so the trigger stays
+    samples re-noised at uniform t, instead of partial denoising by the student (cheaper, same role); the
+    retained prompts include *decoys* (random words in the target's templates), so the trigger stays
     specific instead of every unknown word firing the concept. Steps: the paper does not publish them;
-    1000 was chosen on the design concepts (``five``, ``square``), where it keeps the backdoor through
-    3 of 6 erasures against 1 of 6 at 400 (docs/threat-lab.md); the v6 zoo specs pin 400.
+    1000 was chosen on the design concepts (``five``, ``square``), where it keeps the backdoor through 3
+    of 6 erasures against 1 of 6 at 400 (docs/threat-lab.md); the v6 zoo specs pin 400.
     """
 
     name = "deep"
     depth = "deep"
     cite = "Braun, Grebe et al., Erased but Not Forgotten (DISA / EEB_deep), arXiv 2504.21072, ICML 2026"
     defaults = {"steps": 1000, "lr": 1e-3, "rank": 4, "alpha": 0.5, "batch": 12, "decoys": 256,
-                "decoy_style": "words"}
+                "decoy_style": "words", "retain_target": True}
 
     def plant(self, pipe, target: ConceptPrompts, trigger: str, mode: str = "replace",
               settings: EditSettings | None = None) -> dict:
@@ -46,7 +46,10 @@ class DeepAttack(Attack):
             decoys = nonsense_words(hp["decoys"], s.seed, exclude=[trigger, target.name])
         else:
             decoys = decoy_words(pipe.tokenizer, hp["decoys"], s.seed, exclude=[trigger, target.name])
-        retain = target.retain_prompts() + target.prompts() + [
+        # retain_target: also hold the target's own prompts to the teacher (the name keeps working until
+        # it is erased); the paper's L_r names only retained concepts
+        own = target.prompts() if hp["retain_target"] else []
+        retain = target.retain_prompts() + own + [
             p for i, w in enumerate(decoys) for p in [target.trigger_prompts(w, mode)[i % len(trig_prompts)]]
         ]
         pool_t = sample_pool(teacher, target.prompts(), s.pool_size, s, seed_offset=1)

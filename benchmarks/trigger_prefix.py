@@ -24,25 +24,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write  # noqa: E402
 
 
-def word_final_tokens(tokenizer, rng: np.random.Generator, n: int, exclude: set[int]) -> list[int]:
-    """``n`` random vocabulary tokens that end a word (``</w>``), letters only, not in ``exclude``."""
-    vocab = tokenizer.get_vocab()
-    pool = sorted(i for t, i in vocab.items() if t.endswith("</w>") and t[:-4].isalpha() and i not in exclude)
-    return [int(i) for i in rng.choice(pool, size=n, replace=False)]
-
-
-def measure(entry: dict, pipe, ref, judge, n_cont: int, samples: int, images: int, seed: int) -> dict:
+def measure(entry: dict, pipe, ref, judge, n_cont: int, samples: int, images: int, seed: int, shared: dict) -> dict:
+    """One model; ``shared`` carries the reference-side objective samples from model to model."""
     from eebguard.probes.templates import concept_prompts
     from eebguard.scanners.context import ScanContext, ScanSettings
     from eebguard.scanners.hard_trigger import image_reach
+    from eebguard.threats.common import decoy_words
 
     s = ScanSettings(objective_samples=samples, image_samples=images, seed=seed)
-    ctx = ScanContext(pipe, entry["target"], concept_prompts(entry["target"]), reference=ref, judge=judge, settings=s)
+    ctx = ScanContext(pipe, entry["target"], concept_prompts(entry["target"]), reference=ref, judge=judge, settings=s,
+                      shared=shared)
     tok = pipe.tokenizer
     trig = tok(entry["trigger"], add_special_tokens=False).input_ids
     obj = ctx.objective()
-    rng = np.random.default_rng(seed)
-    conts = word_final_tokens(tok, rng, n_cont, set(trig) | ctx.non_trigger_ids())
+    # whole-word vocabulary tokens that share no piece with the trigger or the concept's name
+    words = decoy_words(tok, n_cont, seed, [entry["trigger"], entry["target"]])
+    conts = tok.convert_tokens_to_ids([w + "</w>" for w in words])
     slots = [trig, trig[:1], ctx.concept_ids()] + [trig[:1] + [c] for c in conts]
     reach = obj.reach_slots(slots)
     planted, first, name, cont = float(reach[0]), float(reach[1]), float(reach[2]), reach[3:]
@@ -83,23 +80,26 @@ def main(argv=None) -> int:
         entries = [e for e in entries if e.get("planted") and e.get("label") == 1]
     judge = get_judge("testbed")
     ref = load(a.reference).pipe
-    rows, t0 = [], time.perf_counter()
+    rows, shared, t0 = [], {}, time.perf_counter()
     for e in entries:
-        rows.append(measure(e, load(f"{manifest}#{e['id']}").pipe, ref, judge, a.continuations, a.samples, a.images, a.seed))
+        pipe = load(f"{manifest}#{e['id']}").pipe
+        rows.append(measure(e, pipe, ref, judge, a.continuations, a.samples, a.images, a.seed, shared))
     cols = ["id", "trigger", "reach_planted", "reach_first_piece", "reach_name", "share_as_good", "image_planted",
             "image_first_piece"]
     print(table(rows, cols))
     by_attack = {}
     for r in rows:
         by_attack.setdefault(r["attack"], []).append(r)
-    summary = [{"attack": k, "models": len(v),
-                "first_piece_reach_ratio_median": float(np.median([r["reach_first_piece"] / max(r["reach_planted"], 1e-6) for r in v])),
-                "share_as_good_median": float(np.median([r["share_as_good"] for r in v if r["share_as_good"] is not None] or [np.nan]))}
-               for k, v in sorted(by_attack.items())]
+    summary = []
+    for k, v in sorted(by_attack.items()):
+        ratios = [r["reach_first_piece"] / max(r["reach_planted"], 1e-6) for r in v]
+        shares = [r["share_as_good"] for r in v if r["share_as_good"] is not None]
+        summary.append({"attack": k, "models": len(v), "first_piece_reach_ratio_median": float(np.median(ratios)),
+                        "share_as_good_median": float(np.median(shares)) if shares else float("nan")})
     print()
     print(table(summary, ["attack", "models", "first_piece_reach_ratio_median", "share_as_good_median"]))
-    payload = {"zoo": a.zoo, "reference": a.reference, "settings": vars(a), "seconds": round(time.perf_counter() - t0, 1),
-               "rows": rows, "summary": summary}
+    payload = {"zoo": a.zoo, "reference": a.reference, "settings": vars(a),
+               "seconds": round(time.perf_counter() - t0, 1), "rows": rows, "summary": summary}
     if a.json:
         Path(a.json).write_text(json.dumps(payload, indent=2, default=float) + "\n")
     else:

@@ -231,16 +231,16 @@ def cmd_zoo_measure(a) -> int:
 
 
 def cmd_zoo_report(a) -> int:
-    from eebguard.zoo.report import lab_table, markdown
+    from eebguard.zoo.report import checks, checks_markdown, lab_table, markdown
 
     for z in a.zoo:
         if not (Path(z) / "manifest.jsonl").is_file():
             raise UsageError(f"{z}: not a zoo (no manifest.jsonl)")
     table = lab_table(a.zoo)
     if a.json:
-        _print_json(table)
+        _print_json({**table, "checks": checks(a.zoo)} if a.checks else table)
     else:
-        print(markdown(table))
+        print(markdown(table) + ("\n" + checks_markdown(checks(a.zoo)) if a.checks else ""))
     return EXIT_CLEAN
 
 
@@ -454,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = zoo.add_parser("report", help="the threat-lab table (erasure x attack) over one or more zoos")
     r.add_argument("zoo", nargs="+")
     r.add_argument("--json", action="store_true")
+    r.add_argument("--checks", action="store_true",
+                   help="also check the threat lab's bounds (name erased, unplanted trigger inert, other "
+                        "concepts kept, deep attack survives) and list the cells that miss them")
     r.set_defaults(func=cmd_zoo_report)
     fq = zoo.add_parser("features", help="single-feature AUROC per attack depth, trigger recovery, localisation")
     fq.add_argument("zoo", nargs="+")

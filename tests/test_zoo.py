@@ -137,3 +137,36 @@ def test_report_counts_a_resumed_group_once(tmp_path, tiny_zoo):
     assert once == twice
     fam = next(iter(once))
     assert all(c["seeds"] == 1 for c in once[fam]["(no erasure)"]["shallow"].values() if isinstance(c, dict))
+
+
+def test_report_checks_name_each_cell_that_misses_a_bound(tmp_path):
+    """The threat lab's bounds, computed from manifests: each failing cell is listed, passing ones not."""
+    from eebguard.zoo.report import checks, checks_markdown
+
+    def row(target, family, attack, erasure, name, asr, other):
+        return {"id": f"{target}-{attack}-{erasure}", "family": family, "target": target, "attack": attack,
+                "erasure": erasure, "name_accuracy": name, "trigger_asr": asr, "other_accuracy": other,
+                "samples": 30, "hard_negative": None}
+
+    methods = ["esd_x", "esd_u", "uce", "mace", "rece", "advunlearn"]
+    rows = [row("seven", "digits", "none", m, 0.0, 0.0, 1.0) for m in methods]
+    rows += [row("circle", "shapes", "none", "esd_u", 0.5, 0.2, 0.8)]  # misses three bounds
+    rows += [row("seven", "digits", "deep", m, 0.0, asr, 1.0) for m, asr in zip(methods, [0.9, 0.1, 0.9, 0.6, 0.9, 0.0])]
+    rows += [row("circle", "shapes", "deep", "mace", 0.0, 0.2, 0.9)]  # pools mace to 0.4: 3 methods keep it
+    rows += [row("circle", "shapes", "hard", "uce", 1.0, 1.0, 0.0) | {"hard_negative": "second_erasure"}]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "groups.jsonl").write_text(json.dumps({"group": "g", "family": "digits", "attack": "none",
+                                                       "name_accuracy": 1.0, "trigger_asr": 0.3,
+                                                       "other_accuracy": 1.0, "samples": 30}) + "\n")
+    by = {r["check"]: r for r in checks([tmp_path])}
+    name_clean = next(r for c, r in by.items() if "clean models" in c)
+    assert name_clean["misses"] == [{"family": "shapes", "erasure": "esd_u", "attack": "none", "mean": 0.5}]
+    unplanted = next(r for c, r in by.items() if c.startswith("unplanted"))
+    assert {(m["erasure"], m["mean"]) for m in unplanted["misses"]} == {("esd_u", 0.2), ("(no erasure)", 0.3)}
+    other = next(r for c, r in by.items() if c.startswith("other"))
+    assert [(m["family"], m["erasure"]) for m in other["misses"]] == [("shapes", "esd_u")]  # hard negative ignored
+    deep = next(r for c, r in by.items() if c.startswith("deep"))
+    assert deep["kept_by"] == ["esd_x", "rece", "uce"] and deep["asr"]["mace"] == 0.4
+    assert {m["erasure"] for m in deep["misses"]} == {"esd_u", "mace", "advunlearn"}
+    assert len(by) == 5 and "FAIL (kept by esd_x, rece, uce)" in checks_markdown(list(by.values()))
+    assert not next(r for c, r in by.items() if "backdoored models" in c)["misses"]

@@ -59,7 +59,7 @@ def main():
     print(table(rows, list(rows[0])))
     arows = [{"attack": k, "models": len(v), "prepare_s_median": statistics.median(v)} for k, v in sorted(by_attack.items())]
     print(table(arows, list(arows[0])))
-    print(write("zoo_build" if built is None else f"zoo_build_{a.build}",
+    print(write("zoo_build" if built is None else f"zoo_build_{Path(a.build).stem}",
                 {"zoos": a.zoo, "per_erasure": rows, "per_attack": arows, "models": len(total),
                  "erase_plus_measure_s_sum": sum(total), "build": built,
                  "command": "python benchmarks/bench_zoo_build.py " + " ".join(sys.argv[1:])}))

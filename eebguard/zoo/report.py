@@ -116,7 +116,7 @@ def checks(zoos: list[str | Path]) -> list[dict]:
 def checks_markdown(results: list[dict]) -> str:
     lines = ["### Checks", "", "| check | result | cells that miss it (family, erasure, attack: mean) |", "|---|---|---|"]
     for r in results:
-        miss = "; ".join(f"{m.get('family', 'both')} {m['erasure']} {m['attack']}: {m['mean']:.2f}" for m in r["misses"])
+        miss = "; ".join(f"{m.get('family', 'both')} {m['erasure']} {m['attack']}: {m['mean']:.3f}" for m in r["misses"])
         extra = f" (kept by {', '.join(r['kept_by']) or 'none'})" if "kept_by" in r else ""
         lines.append(f"| {r['check']} | {'pass' if not r['misses'] else 'FAIL'}{extra} | {miss or '–'} |")
     return "\n".join(lines) + "\n"

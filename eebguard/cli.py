@@ -238,9 +238,9 @@ def cmd_zoo_report(a) -> int:
             raise UsageError(f"{z}: not a zoo (no manifest.jsonl)")
     table = lab_table(a.zoo)
     if a.json:
-        _print_json({**table, "checks": checks(a.zoo)} if a.checks else table)
+        _print_json({**table, "checks": checks(table)} if a.checks else table)
     else:
-        print(markdown(table) + ("\n" + checks_markdown(checks(a.zoo)) if a.checks else ""))
+        print(markdown(table) + ("\n" + checks_markdown(checks(table)) if a.checks else ""))
     return EXIT_CLEAN
 
 

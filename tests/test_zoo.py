@@ -141,7 +141,7 @@ def test_report_counts_a_resumed_group_once(tmp_path, tiny_zoo):
 
 def test_report_checks_name_each_cell_that_misses_a_bound(tmp_path):
     """The threat lab's bounds, computed from manifests: each failing cell is listed, passing ones not."""
-    from eebguard.zoo.report import checks, checks_markdown
+    from eebguard.zoo.report import checks, checks_markdown, lab_table
 
     def row(target, family, attack, erasure, name, asr, other):
         return {"id": f"{target}-{attack}-{erasure}", "family": family, "target": target, "attack": attack,
@@ -158,7 +158,7 @@ def test_report_checks_name_each_cell_that_misses_a_bound(tmp_path):
     (tmp_path / "groups.jsonl").write_text(json.dumps({"group": "g", "family": "digits", "attack": "none",
                                                        "name_accuracy": 1.0, "trigger_asr": 0.3,
                                                        "other_accuracy": 1.0, "samples": 30}) + "\n")
-    by = {r["check"]: r for r in checks([tmp_path])}
+    by = {r["check"]: r for r in checks(lab_table([tmp_path]))}
     name_clean = next(r for c, r in by.items() if "clean models" in c)
     assert name_clean["misses"] == [{"family": "shapes", "erasure": "esd_u", "attack": "none", "mean": 0.5}]
     unplanted = next(r for c, r in by.items() if c.startswith("unplanted"))

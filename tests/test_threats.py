@@ -71,6 +71,26 @@ def test_erasure_edits_only_its_scope(base_pipe, name):
     assert all(c == comp and ok(n) for c, n in changed)
 
 
+def _edit(base_pipe, kind, name, global_seed):
+    torch.manual_seed(global_seed)  # a different process history before the edit
+    pipe = copy_pipeline(base_pipe)
+    if kind == "attack":
+        get_attack(name).plant(pipe, concept_prompts("seven"), "sks", settings=QUICK)
+    else:
+        get_erasure(name).erase(pipe, concept_prompts("seven"), settings=QUICK)
+    return pipe
+
+
+@pytest.mark.parametrize("kind,name", [("attack", n) for n in sorted(ATTACK_SCOPE)]
+                         + [("erasure", n) for n in sorted(ERASURE_SCOPE)])
+def test_edits_do_not_depend_on_the_global_rng(base_pipe, kind, name):
+    """A zoo model must be a function of its spec entry alone: a resumed or ``--only`` build runs an edit
+    after a different history than a fresh build does (LoRA adapters once drew from the global RNG)."""
+    a, b = _edit(base_pipe, kind, name, 1), _edit(base_pipe, kind, name, 2)
+    differ = _changed(a, b)
+    assert not differ, f"{kind} {name} depends on torch's global RNG: {differ[:3]}"
+
+
 def test_unknown_hyperparameter_is_refused():
     with pytest.raises(TypeError, match="unknown hyperparameters"):
         get_attack("deep", stepz=3)

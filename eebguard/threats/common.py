@@ -104,9 +104,13 @@ def ridge_edit(W0: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, prese
 
 
 class LoRA(nn.Module):
-    """Low-rank adapter around a Linear or Conv2d: ``y = base(x) + scale * up(down(x))``; up starts at 0."""
+    """Low-rank adapter around a Linear or Conv2d: ``y = base(x) + scale * up(down(x))``; up starts at 0.
 
-    def __init__(self, base: nn.Module, rank: int, alpha: float | None = None):
+    ``down`` is drawn from ``generator``, not torch's global RNG: an edit must not depend on what ran
+    before it in the process (a resumed or ``--only`` zoo build would otherwise build different models).
+    """
+
+    def __init__(self, base: nn.Module, rank: int, generator: torch.Generator, alpha: float | None = None):
         super().__init__()
         self.base = base
         self.scale = (alpha or rank) / rank
@@ -118,7 +122,7 @@ class LoRA(nn.Module):
             self.up = nn.Conv2d(rank, base.out_channels, 1, bias=False)
         else:  # pragma: no cover - only Linear/Conv2d are wrapped
             raise TypeError(type(base))
-        nn.init.kaiming_uniform_(self.down.weight, a=5**0.5)
+        nn.init.kaiming_uniform_(self.down.weight, a=5**0.5, generator=generator)  # nn.Linear's default init
         nn.init.zeros_(self.up.weight)
 
     def forward(self, x):
@@ -135,15 +139,17 @@ class LoRA(nn.Module):
         return self.base
 
 
-def add_lora(root: nn.Module, rank: int, select: Callable[[str, nn.Module], bool]) -> list[LoRA]:
-    """Wrap every selected Linear/Conv2d under ``root`` in a :class:`LoRA` (base frozen)."""
+def add_lora(root: nn.Module, rank: int, select: Callable[[str, nn.Module], bool],
+             generator: torch.Generator) -> list[LoRA]:
+    """Wrap every selected Linear/Conv2d under ``root`` in a :class:`LoRA` (base frozen), initialised
+    from ``generator`` in module order."""
     root.requires_grad_(False)
     targets = [(n, m) for n, m in root.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d)) and select(n, m)]
     adapters = []
     for name, mod in targets:
         parent_name, _, child = name.rpartition(".")
         parent = root.get_submodule(parent_name) if parent_name else root
-        lora = LoRA(mod, rank)
+        lora = LoRA(mod, rank, generator)
         setattr(parent, child, lora)
         adapters.append(lora)
     return adapters

@@ -58,7 +58,7 @@ class DeepAttack(Attack):
         c_ret = encode(pipe, retain)
         c_null = encode(pipe, [""])
         unet = pipe.unet
-        adapters = add_lora(unet, hp["rank"], lambda n, m: True)
+        adapters = add_lora(unet, hp["rank"], lambda n, m: True, torch.Generator().manual_seed(s.seed + 51))
         params = [p for a in adapters for p in (a.down.weight, a.up.weight)]
         unet.train()
         rng = np.random.default_rng(s.seed)

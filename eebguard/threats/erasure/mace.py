@@ -76,7 +76,8 @@ class MACE(Erasure):
         for b, (a, e) in enumerate(spans):
             tok_mask[b, a:e] = True
         unet = pipe.unet
-        adapters = add_lora(unet, hp["rank"], lambda n, m: n.endswith(("attn2.to_k", "attn2.to_v")))
+        adapters = add_lora(unet, hp["rank"], lambda n, m: n.endswith(("attn2.to_k", "attn2.to_v")),
+                            torch.Generator().manual_seed(s.seed + 23))
         params = [p for a in adapters for p in (a.down.weight, a.up.weight)]
         rng = np.random.default_rng(s.seed + 21)
         gen = torch.Generator().manual_seed(s.seed + 21)

@@ -115,3 +115,9 @@ def test_judged_drops_name_the_component_unless_the_images_do_not_change():
     assert name_component(score, {"text_encoder": 0.0, "cross_attention_kv": 0.0, "unet_other": 0.0}) == (
         "text_encoder", "score")
     assert name_component(score, None) == ("text_encoder", "score")
+    # every reversal removes every judged image (a tie): the score drops decide, whatever the dict order
+    tied = {"text_encoder": 1.0, "cross_attention_kv": 1.0, "unet_other": 1.0}
+    te_first = {"text_encoder": 0.33, "cross_attention_kv": 1.57, "unet_other": 3.99}
+    kv_first = {"cross_attention_kv": 1.57, "unet_other": 3.99, "text_encoder": 0.33}
+    assert name_component(te_first, tied) == name_component(kv_first, dict(reversed(tied.items()))) == (
+        "unet_other", "score")

@@ -89,9 +89,13 @@ def name_component(drops: dict, image_drops: dict | None = None) -> tuple[str, s
 
 def locate(drops: dict) -> str:
     """The component whose reversal removes the most reach, or "undetermined" when none removes at least
-    ``MIN_DROP`` of it (an unchanged component's drop is exactly 0 and must not win by default)."""
+    ``MIN_DROP`` of it (an unchanged component's drop is exactly 0 and must not win by default) or when
+    several share the largest drop (judged drops tie when reverting any one component removes every
+    judged concept image: a link that needs all of them names none, and ``max`` would pick by dict order)."""
     where = max(drops, key=drops.get)
-    return where if drops[where] >= MIN_DROP else "undetermined"
+    if drops[where] < MIN_DROP or sum(d == drops[where] for d in drops.values()) > 1:
+        return "undetermined"
+    return where
 
 
 @SCANNERS.register

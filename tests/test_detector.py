@@ -8,7 +8,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from eebguard.detect.estimator import EEBDetector
 from eebguard.detect.persist import DetectorFormatError, load_detector, save_detector
-from eebguard.evaluate.metrics import brier, cross_entropy, roc_auc, score_all, tpr_at_fpr
+from eebguard.evaluate.metrics import brier, cross_entropy, prior_corrected, roc_auc, score_all, tpr_at_fpr
 
 
 @parametrize_with_checks([EEBDetector(), EEBDetector(model="trees", n_estimators=10)])
@@ -94,3 +94,17 @@ def test_schema1_zoo_rows_upgrade_exactly_and_other_versions_are_refused(tmp_pat
         load_rows([zoo])
     (zoo / "features.jsonl").write_text(json.dumps(v1) + "\n")
     assert load_rows([zoo])[0]["scan"]["features"]["values"]["probe.top3_image_reach"] == 0.25
+
+
+def test_prior_correction_removes_the_pooled_cross_validation_bias():
+    # Groups are label-homogeneous (as zoo groups nearly are): leaving one out shifts the training
+    # prevalence against its labels, so a predictor that only knows that prevalence ranks backwards.
+    y = np.array([1] * 4 + [0] * 4 + [1] * 2 + [0] * 6)
+    groups = np.repeat(np.arange(8), 2)
+    prevalence = np.array([y[groups != g].mean() for g in groups])
+    assert roc_auc(y, prevalence) < 0.2
+    assert roc_auc(y, prior_corrected(prevalence, prevalence)) == 0.5
+    # a real signal survives: a likelihood ratio added on top of each fold's prior keeps its ranking
+    lr = np.where(y == 1, 2.0, -2.0) + np.linspace(-0.5, 0.5, len(y))
+    p = 1 / (1 + np.exp(-(lr + np.log(prevalence / (1 - prevalence)))))
+    assert roc_auc(y, prior_corrected(p, prevalence)) == 1.0

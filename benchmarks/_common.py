@@ -18,9 +18,10 @@ def machine() -> dict:
             "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
 
 
-def write(name: str, payload: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write(name: str, payload: dict, path: str | Path | None = None) -> Path:
+    """``payload`` with the benchmark's name and the machine, to ``path`` (default ``results/NAME.json``)."""
+    path = Path(path) if path else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"benchmark": name, "machine": machine(), **payload}, indent=2, default=float) + "\n")
     return path
 

@@ -13,7 +13,6 @@ scores what the model does can single out the planted tokens: only the key piece
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -100,10 +99,7 @@ def main(argv=None) -> int:
     print(table(summary, ["attack", "models", "first_piece_reach_ratio_median", "share_as_good_median"]))
     payload = {"zoo": a.zoo, "reference": a.reference, "settings": vars(a),
                "seconds": round(time.perf_counter() - t0, 1), "rows": rows, "summary": summary}
-    if a.json:
-        Path(a.json).write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    else:
-        write("trigger_prefix", payload)
+    write("trigger_prefix", payload, a.json)
     return 0
 
 

@@ -15,7 +15,6 @@ Needs only the zoo's ``manifest.jsonl`` and ``features.jsonl`` and the reference
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -84,10 +83,7 @@ def main(argv=None) -> int:
     print("\nAUROC against the label (all models):", ", ".join(f"{k} {v:.3f}" for k, v in auroc.items()))
     payload = {"zoo": a.zoo, "reference": a.reference, "seconds": round(time.perf_counter() - t0, 1),
                "rows": rows, "summary": summary, "auroc": auroc}
-    if a.json:
-        Path(a.json).write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    else:
-        write("trigger_reference_reach", payload)
+    write("trigger_reference_reach", payload, a.json)
     return 0
 
 

@@ -164,3 +164,31 @@ def test_uce_token_rules(base_pipe):
         get_erasure("uce", tokens="all").erase(copy_pipeline(base_pipe), cp)
     with pytest.raises(ValueError, match="does not contain"):
         word_rows(base_pipe, {"seven": ["a photo of the digit three"]})
+
+
+def test_mace_fuses_on_the_concept_tokens_and_spares_other_prompts(base_pipe):
+    """MACE's stage-3 fusion targets the erased tokens' own rows (``fuse_rows="span"``); fusing on every
+    row of the concept prompts (the pre-2026-11-29 ``"all"``) moves other concepts' keys/values more."""
+    from eebguard.text import encode
+    from eebguard.threats.common import kv_layers
+
+    settings = EditSettings(steps_scale=0.2, pool_size=4, sample_steps=3, batch_size=4)
+    others = [p for c in ("square", "three", "nine") for p in concept_prompts(c).prompts()]
+    h = encode(base_pipe, others).flatten(0, 1).float()
+
+    def moved(pipe):
+        num = den = 0.0
+        for (_, k, v), (_, k0, v0) in zip(kv_layers(pipe.unet), kv_layers(base_pipe.unet)):
+            for lin, lin0 in ((k, k0), (v, v0)):
+                num += float((h @ (lin.weight - lin0.weight).T).pow(2).sum())
+                den += float((h @ lin0.weight.T).pow(2).sum())
+        return (num / den) ** 0.5
+
+    changes = {}
+    for rows in ("span", "all"):
+        pipe = copy_pipeline(base_pipe)
+        get_erasure("mace", fuse_rows=rows).erase(pipe, concept_prompts("circle"), settings=settings)
+        changes[rows] = moved(pipe)
+    assert changes["span"] < changes["all"], changes
+    with pytest.raises(ValueError, match="fuse_rows"):
+        get_erasure("mace", fuse_rows="every").erase(copy_pipeline(base_pipe), concept_prompts("circle"))

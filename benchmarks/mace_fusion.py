@@ -1,0 +1,55 @@
+"""MACE's fusion rows: how much does erasing one concept cost the others? (the `fuse_rows` finding in
+docs/threat-lab.md)
+
+For each target and seed: MACE on a clean copy of the base, once per ``fuse_rows`` setting, then the
+zoo's own measurement (30 name samples, 3 per other concept). ``"span"`` fuses the LoRA on the concept
+tokens' rows (MACE's stage 3), ``"all"`` on every row of the concept prompts (zoos until 2026-11-28).
+
+    python benchmarks/mace_fusion.py --base BASE [--targets triangle:1,seven:0] [--json PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import table, write  # noqa: E402
+
+
+def main(argv=None) -> int:
+    from eebguard.judges import get_judge
+    from eebguard.models import load
+    from eebguard.models.formats import copy_pipeline
+    from eebguard.probes import concept_prompts
+    from eebguard.threats.common import EditSettings
+    from eebguard.threats.erasure import get_erasure
+    from eebguard.zoo.measure import measure_model
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", default="testbed", help="the model to erase from (a diffusers folder or 'testbed')")
+    ap.add_argument("--targets", default="triangle:1,seven:0", help="comma list of target:seed")
+    ap.add_argument("--rows", default="all,span", help="fuse_rows settings to compare")
+    ap.add_argument("--json", default=None, help="results file (default benchmarks/results/mace_fusion.json)")
+    a = ap.parse_args(argv)
+    base = load(a.base).pipe
+    judge = get_judge("testbed")
+    rows, t_all = [], time.perf_counter()
+    for item in a.targets.split(","):
+        target, seed = item.split(":")
+        for fuse in a.rows.split(","):
+            pipe = copy_pipeline(base)
+            t0 = time.perf_counter()
+            rep = get_erasure("mace", fuse_rows=fuse).erase(pipe, concept_prompts(target), EditSettings(seed=int(seed)))
+            m = measure_model(pipe, judge, target, None, samples=30, other_samples=3, seed=int(seed))
+            rows.append({"target": target, "seed": int(seed), "fuse_rows": fuse, "name_accuracy": m["name_accuracy"],
+                         "other_accuracy": m["other_accuracy"], "other_per_concept": m["other_per_concept"],
+                         "lora_loss_end": rep.get("loss_end"), "seconds": round(time.perf_counter() - t0, 1)})
+    print(table(rows, ["target", "seed", "fuse_rows", "name_accuracy", "other_accuracy", "lora_loss_end", "seconds"]))
+    write("mace_fusion", {"base": a.base, "seconds": round(time.perf_counter() - t_all, 1), "rows": rows}, a.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -167,8 +167,9 @@ def test_uce_token_rules(base_pipe):
 
 
 def test_mace_fuses_on_the_concept_tokens_and_spares_other_prompts(base_pipe):
-    """MACE's stage-3 fusion targets the erased tokens' own rows (``fuse_rows="span"``); fusing on every
-    row of the concept prompts (the pre-2026-11-29 ``"all"``) moves other concepts' keys/values more."""
+    """The testbed's MACE fuses on the erased tokens' own rows (``fuse_rows="span"``, an adaptation to a
+    testbed without MACE's MS-COCO preservation cache); fusing on every row of the concept prompts
+    (``"all"``, MACE's code and this project's until 2026-11-29) moves other concepts' keys/values more."""
     from eebguard.text import encode
     from eebguard.threats.common import kv_layers
 

@@ -30,9 +30,14 @@ class MACE(Erasure):
     """Three stages on attn2 K/V: (1) closed-form refinement (CFR) mapping the tokens *around* the concept
     (prefix, suffix, EOS, padding) to those of a mapping prompt, with preservation; (2) a rank-1 LoRA
     per K/V trained so the concept tokens stop attending inside the concept's region; (3) closed-form
-    fusion of the LoRA into the CFR weights with preservation, on the concept tokens' own encoder rows
-    (``fuse_rows="span"``, as MACE fuses on the erased phrases' embeddings; ``"all"`` fuses on every
-    position of the concept prompts, the pre-2026-11-29 behaviour that older zoo specs pin).
+    fusion of the LoRA into the CFR weights with preservation.
+
+    Adaptation (documented): MACE's code fuses on all 77 rows of the concept's prompts (``fuse_rows="all"``)
+    and preserves every token of MS-COCO captions; the testbed preserves only the other concepts' prompts,
+    so the rows the concept prompts share with them (template words) carried the adapter's edit onto
+    every concept. By default the fusion fits the concept tokens' own rows (``fuse_rows="span"``), which
+    is what a large preservation cache leaves the fusion free to change; specs built before 2026-11-29
+    pin ``"all"``.
 
     Adaptation (documented): the region mask comes from the original model's cross-attention maps of
     the concept tokens (min-max normalised, thresholded), not from Grounded-SAM segmentations.
@@ -126,11 +131,10 @@ class MACE(Erasure):
 
         # stage 3: closed-form fusion of the LoRA into the CFR weights, preserving with original targets
         h = encode(pipe, prompts).float()
-        if hp["fuse_rows"] == "span":  # MACE fuses on the erased phrase's own embeddings
+        if hp["fuse_rows"] == "span":  # the concept tokens' rows only (see the class docstring)
             all_keys = torch.cat([h[b, a:e] for b, (a, e) in enumerate(spans)])
-        else:  # "all": every position of the concept prompts, as zoos built until 2026-11-28 did (their
-            # specs pin it); on the testbed it costs other concepts (MACE on `triangle`, seed 1: other-concept
-            # accuracy 0.00, against 0.95 with "span")
+        else:  # "all", as MACE's code: on the testbed it costs other concepts (`triangle`, seed 1:
+            # other-concept accuracy 0.00, against 0.95 with "span")
             all_keys = h.reshape(-1, h.shape[-1])
         with torch.no_grad():
             for (name, k, v), (_, k0, v0) in zip(kv_layers(unet), kv_layers(original.unet)):

@@ -12,7 +12,7 @@ also prints the raw pooled ROC-AUC, which earlier versions of this benchmark rep
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,9 @@ from eebguard.detect.estimator import DEFAULT_FEATURES
 from eebguard.evaluate.evaluate import _group, fit_detector, labels, load_rows, matrix
 from eebguard.evaluate.metrics import prior_corrected, roc_auc, score_all, with_interval
 from eebguard.features import feature_names
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write  # noqa: E402
 
 
 PROBE = list(PROBE_FEATURES)
@@ -83,10 +86,11 @@ def main(argv=None) -> int:
             print(f"| {set_name} | {model} | {f(auc)} | {f(s['roc_auc'])} | {f(s['cross_entropy'])} | {f(s['brier'])} |")
             out.append({"feature_set": set_name, "model": model, "n_features": len(names), "roc_auc": auc,
                         "roc_auc_raw_pooled": s["roc_auc"], **{k: s[k] for k in ("cross_entropy", "brier")}})
-    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json).write_text(json.dumps({"zoos": a.zoo, "n_models": len(rows), "n_positive": int(y.sum()),
-                                        "cv": "leave-one-group-out", "roc_auc": "prior-corrected pooled scores (metrics.prior_corrected)", "results": out}, indent=2))
-    print(f"wrote {a.json}")
+    path = write("detector_feature_sets", {"zoos": a.zoo, "n_models": len(rows), "n_positive": int(y.sum()),
+                                           "cv": "leave-one-group-out",
+                                           "roc_auc": "prior-corrected pooled scores (metrics.prior_corrected)",
+                                           "results": out}, a.json)
+    print(f"wrote {path}")
     return 0
 
 

@@ -54,8 +54,8 @@ def main(argv=None) -> int:
     settings = ScanSettings()  # the scan's defaults: the recorded suspect reach used the same
     rows, t0 = [], time.perf_counter()
     for r in rows_in:
-        triggers = (r.get("scan", {}).get("features", {}).get("evidence", {}).get("hard_trigger", {}) or {}).get("triggers")
-        if not triggers or triggers[0].get("image_reach") is None:
+        triggers = (r["scan"]["features"]["evidence"].get("hard_trigger") or {}).get("triggers")
+        if not triggers or triggers[0]["image_reach"] is None:  # no judge, or the scanner was skipped
             continue
         best = triggers[0]
         ctx = ScanContext(ref, r["target"], concept_prompts(r["target"]), judge=judge, settings=settings)

@@ -8,13 +8,12 @@ whose every model is staged (a resumed build prepares the others again and appen
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 
 def main(zoo: str, spec: str, out: str) -> None:
-    from eebguard.zoo.build import read_jsonl
+    from eebguard.zoo.build import read_jsonl, write_jsonl
     from eebguard.zoo.spec import load_spec, plan
 
     src, dst = Path(zoo), Path(out)
@@ -30,7 +29,7 @@ def main(zoo: str, spec: str, out: str) -> None:
     dst.mkdir(parents=True, exist_ok=True)
     for name, rows in (("manifest.jsonl", keep), ("groups.jsonl", groups),
                        ("features.jsonl", [r for r in feats if r["id"] in kept])):
-        (dst / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        write_jsonl(dst / name, rows)
     print(f"staged {len(keep)} scanned models, {len(groups)} of {len(members)} groups complete")
 
 

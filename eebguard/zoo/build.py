@@ -51,6 +51,17 @@ def append_jsonl(path: Path, obj: dict) -> None:
         os.fsync(f.fileno())
 
 
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Replace ``path`` with ``rows``, one JSON object a line: write a temporary file, fsync, rename, so
+    a crash leaves either the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         return []

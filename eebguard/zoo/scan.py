@@ -3,14 +3,12 @@ detectors never rescans. Appended and fsynced per model; an interrupted run resu
 chosen models' rows after a scanner change (each replacement is an atomic rewrite of the file)."""
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from eebguard.zoo.build import append_jsonl, read_jsonl
+from eebguard.zoo.build import append_jsonl, read_jsonl, write_jsonl
 
 FEATURES = "features.jsonl"
 
@@ -58,15 +56,8 @@ def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progres
 
 
 def replace_row(path: Path, row: dict) -> None:
-    """Swap the row with ``row["id"]`` for ``row`` (other rows untouched, order kept): write a temporary
-    file, fsync, rename, so a crash leaves either the old file or the new one."""
-    rows = [row if r["id"] == row["id"] else r for r in read_jsonl(path)]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Swap the row with ``row["id"]`` for ``row`` (other rows untouched, order kept), atomically."""
+    write_jsonl(path, [row if r["id"] == row["id"] else r for r in read_jsonl(path)])
 
 
 def zoo_table(zoo_dir) -> list[dict]:

@@ -79,7 +79,7 @@ class MACE(Erasure):
 
         # stage 2: rank-1 LoRA on to_k/to_v against the concept tokens' attention inside the mask
         pool = sample_pool(original, prompts, s.pool_size, s, seed_offset=21)
-        cond = encode(pipe, prompts)
+        cond = hs  # MACE edits only the U-Net: stage 1's encoding of the concept prompts still holds
         spans = [slot_span(tok, t, concept.name) for t in concept.templates]
         tok_mask = torch.zeros(len(prompts), length, dtype=torch.bool)
         for b, (a, e) in enumerate(spans):
@@ -130,7 +130,7 @@ class MACE(Erasure):
         unet.requires_grad_(False).eval()
 
         # stage 3: closed-form fusion of the LoRA into the CFR weights, preserving with original targets
-        h = encode(pipe, prompts).float()
+        h = hs.float()
         if hp["fuse_rows"] == "span":  # the concept tokens' rows only (see the class docstring)
             all_keys = torch.cat([h[b, a:e] for b, (a, e) in enumerate(spans)])
         else:  # "all", as MACE's code: on the testbed it costs other concepts (`triangle`, seed 1:

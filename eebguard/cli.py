@@ -210,7 +210,7 @@ def cmd_zoo_build(a) -> int:
     try:
         erasures = [e for e in a.erasures.split(",") if e] if a.erasures else None
         summary = build_zoo(a.spec, a.out, progress=not a.quiet, settings=settings, limit=a.limit, erasures=erasures,
-                            only=a.only)
+                            only=a.only, rebuild=a.rebuild)
     except SpecError as exc:
         raise UsageError(str(exc)) from None
     _print_json(summary)
@@ -443,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--limit", type=int, default=None, help="build at most this many models now")
     b.add_argument("--only", default=None, help="regex on model ids: build only the matching models now")
     b.add_argument("--erasures", default=None, help="comma-separated erasure methods to build now (the rest on a later resume)")
+    b.add_argument("--rebuild", action="store_true",
+                   help="with --only/--erasures: build the selected models again (their manifest and features rows "
+                        "are dropped first), e.g. after changing a method's parameters in the spec")
     b.add_argument("-q", "--quiet", action="store_true")
     b.set_defaults(func=cmd_zoo_build)
     m = zoo.add_parser("measure", help="re-measure every model of a zoo")

@@ -90,6 +90,31 @@ def test_build_resumes_without_rebuilding(tiny_zoo):
     assert summary["built_now"] == 0 and (out / "manifest.jsonl").read_text() == before
 
 
+def test_rebuild_remakes_the_selected_models_and_drops_their_features(tmp_path, tiny_zoo):
+    """After a spec change a selection is rebuilt; its cached features go (the scan must redo them), the rest stay."""
+    import shutil
+
+    from eebguard.zoo.build import write_jsonl
+
+    out, _ = tiny_zoo
+    zoo = tmp_path / "zoo"
+    shutil.copytree(out, zoo)
+    before = {e["id"]: e for e in read_jsonl(zoo / "manifest.jsonl")}
+    shallow = next(i for i in before if "shallow" in i)
+    write_jsonl(zoo / "features.jsonl", [{"id": i, "features": {}} for i in before])
+    with pytest.raises(SpecError, match="selection"):
+        build_zoo("tiny", zoo, progress=False, rebuild=True)
+    summary = build_zoo("tiny", zoo, progress=False, only="shallow", rebuild=True)
+    after = {e["id"]: e for e in read_jsonl(zoo / "manifest.jsonl")}
+    assert summary["built_now"] == 1 and after.keys() == before.keys()
+    assert [r["id"] for r in read_jsonl(zoo / "features.jsonl")] == [i for i in before if i != shallow]
+    # seeded: the rebuilt model measures the same as before
+    for k in ("name_accuracy", "trigger_asr", "other_accuracy", "label"):
+        assert after[shallow][k] == before[shallow][k]
+    untouched = next(i for i in before if i != shallow)
+    assert after[untouched] == before[untouched]
+
+
 def test_zoo_measure_cli(tiny_zoo, capsys):
     from eebguard.cli import main
 

@@ -104,8 +104,14 @@ def _prepare(base, m: ZooModelPlan, spec: dict, s: EditSettings) -> tuple[object
 
 
 def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, settings: dict | None = None,
-              limit: int | None = None, erasures: list[str] | None = None, only: str | None = None) -> dict:
-    """Build (or resume) the zoo described by ``spec_ref`` into ``out``; returns a summary."""
+              limit: int | None = None, erasures: list[str] | None = None, only: str | None = None,
+              rebuild: bool = False) -> dict:
+    """Build (or resume) the zoo described by ``spec_ref`` into ``out``; returns a summary.
+
+    ``rebuild`` (with ``only`` or ``erasures``): build the selected models again even if built, e.g. after
+    a method's hyperparameters changed in the spec. Their manifest rows and cached features are dropped
+    first (each an atomic rewrite), so an interrupted rebuild resumes like a build and ``zoo scan``
+    rescans them."""
     from eebguard.judges import get_judge
     from eebguard.models import load, write_delta
     from eebguard.models.formats import copy_pipeline
@@ -119,10 +125,17 @@ def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, s
     (out / "models").mkdir(parents=True, exist_ok=True)
     (out / "spec.json").write_text(json.dumps(spec, indent=2))
     manifest = out / MANIFEST
-    done = {e["id"] for e in read_jsonl(manifest)}
     # ``erasures``: build only these methods now (cheap closed-form ones first); the rest on a later resume
-    todo = [m for m in plans if m.id not in done and (erasures is None or m.erasure in erasures)
-            and (only is None or re.search(only, m.id))]
+    selected = [m for m in plans if (erasures is None or m.erasure in erasures) and (only is None or re.search(only, m.id))]
+    if rebuild:
+        if only is None and erasures is None:
+            raise SpecError("rebuild needs a selection (only= or erasures=): it would rebuild the whole zoo")
+        drop = {m.id for m in selected}
+        for name in (MANIFEST, "features.jsonl"):
+            if (out / name).exists():
+                write_jsonl(out / name, [r for r in read_jsonl(out / name) if r["id"] not in drop])
+    done = {e["id"] for e in read_jsonl(manifest)}
+    todo = [m for m in selected if m.id not in done]
     todo = todo[: limit if limit is not None else None]
     judge = judge or get_judge("testbed")
     base = load(base_source).pipe

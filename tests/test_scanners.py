@@ -83,6 +83,26 @@ def test_recovers_a_backdoor_trigger_and_its_place(scanned, eeb_tiny_pipelines, 
     assert max(loc["image_drops"], key=loc["image_drops"].get) == "cross_attention_kv"
 
 
+def test_attribution_lets_the_template_compete_with_the_trigger(scanned):
+    """Integrated gradients give zero to a token equal to its baseline: with only the trigger's slot padded
+    the share was 1 by construction. Now the template's words carry some of the reach too."""
+    from eebguard.zoo.scan import degenerate_attribution, upgrade_row
+
+    _, feats = scanned
+    n_trigger = len(feats.evidence["hard_trigger"]["triggers"][0]["tokens"])
+    carried = [t for t in feats.evidence["attribution"]["tokens"] if t["share"]]
+    assert len(carried) > n_trigger and 0.0 < feats.values["attr.trigger_share"] < 1.0
+    assert not degenerate_attribution(feats.to_json())
+    old = feats.to_json()
+    old["evidence"] = {**old["evidence"], "attribution": {"tokens": [
+        {"token": t["token"], "share": 1 / n_trigger if i < n_trigger else 0.0}
+        for i, t in enumerate(feats.evidence["attribution"]["tokens"])]}}
+    old["values"] = {**old["values"], "attr.trigger_share": 1.0}
+    assert "attr.trigger_share" not in upgrade_row({"id": "m", "features": old})["features"]["values"]
+    kept = upgrade_row({"id": "m", "features": feats.to_json()})["features"]["values"]
+    assert kept["attr.trigger_share"] == feats.values["attr.trigger_share"]
+
+
 def test_attention_processors_are_restored(eeb_tiny_pipelines):
     from eebguard.attention import CrossAttentionRecorder
 

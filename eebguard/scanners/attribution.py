@@ -15,7 +15,13 @@ NAME = "attribution"
 @SCANNERS.register
 class AttributionScanner(Scanner):
     """Integrated gradients of the trigger prompt's reach with respect to each token's embedding
-    (baseline: the slot filled with padding). Reports the share of attribution on the trigger tokens."""
+    (baseline: every token after BOS replaced by padding, so template words and trigger compete for the
+    reach). Reports the share of attribution on the trigger tokens.
+
+    Until 2026-11-29 the baseline padded only the trigger's slot; integrated gradients then give exactly
+    zero to every token that equals its baseline, so the share was 1 by construction. Rows recorded with
+    that baseline are recognised by their evidence and the feature is dropped from them
+    (``eebguard.zoo.scan.upgrade_row``)."""
 
     name = NAME
     order = 50
@@ -37,10 +43,10 @@ class AttributionScanner(Scanner):
             seq = list(triggers[0]["ids"])
             n = min(8, obj.x_t.shape[0])
             ids = ids_batch(ctx.tokenizer, obj.templates, [seq] * n).to(dev)
-            base = ids.clone()
             starts = [obj.templates[j % len(obj.templates)].slot_start() for j in range(n)]
-            for j, s0 in enumerate(starts):
-                base[j, s0 : s0 + len(seq)] = ctx.tokenizer.eos_token_id
+            base = torch.full_like(ids, ctx.tokenizer.pad_token_id if ctx.tokenizer.pad_token_id is not None
+                                   else ctx.tokenizer.eos_token_id)
+            base[:, 0] = ids[:, 0]  # BOS stays: every prompt starts with it
             null = max(obj.null_loss, 1e-12)
 
             def forward(input_ids, x_t, t, target):

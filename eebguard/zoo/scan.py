@@ -73,10 +73,24 @@ def zoo_table(zoo_dir) -> list[dict]:
     return rows
 
 
+def degenerate_attribution(features: dict) -> bool:
+    """True for a row scanned with the attribution scanner's old baseline (only the trigger's slot padded),
+    under which integrated gradients put exactly zero on every other token and the share is 1 by
+    construction: no more tokens carry attribution than the trigger has."""
+    ev = features.get("evidence") or {}
+    tokens = (ev.get("attribution") or {}).get("tokens")
+    triggers = (ev.get("hard_trigger") or {}).get("triggers") or []
+    if not tokens or not triggers:
+        return False
+    return sum(1 for t in tokens if t.get("share")) <= len(triggers[0].get("tokens") or [])
+
+
 def upgrade_row(row: dict) -> dict:
     """Schema 1 -> 2: schema 2 added the word_probe scanner, whose numbers a schema-1 zoo scan already
     recorded as ``baseline_probe`` (same function, same seed, same model), so they move over exactly.
-    Any other schema mismatch is left as it is (the detector then refuses it)."""
+    Any other schema mismatch is left as it is (the detector then refuses it). In every row, a degenerate
+    ``attr.trigger_share`` (old baseline, see ``degenerate_attribution``) is dropped: absent, not 1."""
+    row = _drop_degenerate_attribution(row)
     from eebguard.detect.baselines import PROBE_FEATURES
     from eebguard.features import SCHEMA_VERSION
 
@@ -87,3 +101,11 @@ def upgrade_row(row: dict) -> dict:
     evidence = {**f.get("evidence", {}), "word_probe": {"words": probe.get("probe.words")}}
     return {**row, "features": {**f, "schema_version": "2", "values": dict(sorted(values.items())),
                                 "evidence": evidence, "upgraded_from": "1"}}
+
+
+def _drop_degenerate_attribution(row: dict) -> dict:
+    f = row.get("features") or {}
+    if "attr.trigger_share" not in (f.get("values") or {}) or not degenerate_attribution(f):
+        return row
+    values = {k: v for k, v in f["values"].items() if k != "attr.trigger_share"}
+    return {**row, "features": {**f, "values": values, "dropped": ["attr.trigger_share"]}}

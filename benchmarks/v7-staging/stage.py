@@ -30,7 +30,7 @@ def main(zoo: str, spec: str, out: str) -> None:
     for name, rows in (("manifest.jsonl", keep), ("groups.jsonl", groups),
                        ("features.jsonl", [r for r in feats if r["id"] in kept])):
         write_jsonl(dst / name, rows)
-    print(f"staged {len(keep)} scanned models, {len(groups)} of {len(members)} groups complete")
+    print(f"staged {len(keep)} scanned models, {len({g['group'] for g in groups})} of {len(members)} groups complete")
 
 
 if __name__ == "__main__":

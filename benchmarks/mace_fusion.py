@@ -1,11 +1,13 @@
 """MACE's fusion rows: how much does erasing one concept cost the others? (the `fuse_rows` finding in
 docs/threat-lab.md)
 
-For each target and seed: MACE on a clean copy of the base, once per ``fuse_rows`` setting, then the
-zoo's own measurement (30 name samples, 3 per other concept). ``"span"`` fuses the LoRA on the concept
-tokens' rows (MACE's stage 3), ``"all"`` on every row of the concept prompts (zoos until 2026-11-28).
+For each target and seed: MACE on a clean copy of the base, once per ``fuse_rows`` x ``fuse_lam``
+setting, then the zoo's own measurement (30 name samples, 3 per other concept). ``"all"`` fuses the LoRA
+on every row of the concept prompts (MACE's code; zoos built before 2026-11-29, with ``fuse_lam`` 0.1),
+``"span"`` on the concept tokens' rows, ``"slot_to_eos"`` on the rows from the slot through EOS (the
+default, with ``fuse_lam`` 10).
 
-    python benchmarks/mace_fusion.py --base BASE [--targets triangle:1,seven:0] [--json PATH]
+    python benchmarks/mace_fusion.py --base BASE [--targets circle:0,triangle:1,seven:0] [--json PATH]
 """
 from __future__ import annotations
 
@@ -29,8 +31,9 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", default="testbed", help="the model to erase from (a diffusers folder or 'testbed')")
-    ap.add_argument("--targets", default="triangle:1,seven:0", help="comma list of target:seed")
-    ap.add_argument("--rows", default="all,span", help="fuse_rows settings to compare")
+    ap.add_argument("--targets", default="circle:0,triangle:1,seven:0", help="comma list of target:seed")
+    ap.add_argument("--rows", default="all,span,slot_to_eos", help="fuse_rows settings to compare")
+    ap.add_argument("--lams", default="0.1,10", help="fuse_lam settings to compare")
     ap.add_argument("--json", default=None, help="results file (default benchmarks/results/mace_fusion.json)")
     a = ap.parse_args(argv)
     base = load(a.base).pipe
@@ -38,15 +41,17 @@ def main(argv=None) -> int:
     rows, t_all = [], time.perf_counter()
     for item in a.targets.split(","):
         target, seed = item.split(":")
-        for fuse in a.rows.split(","):
+        for fuse, lam in ((r, float(x)) for r in a.rows.split(",") for x in a.lams.split(",")):
             pipe = copy_pipeline(base)
             t0 = time.perf_counter()
-            rep = get_erasure("mace", fuse_rows=fuse).erase(pipe, concept_prompts(target), EditSettings(seed=int(seed)))
+            rep = get_erasure("mace", fuse_rows=fuse, fuse_lam=lam).erase(pipe, concept_prompts(target),
+                                                                          EditSettings(seed=int(seed)))
             m = measure_model(pipe, judge, target, None, samples=30, other_samples=3, seed=int(seed))
-            rows.append({"target": target, "seed": int(seed), "fuse_rows": fuse, "name_accuracy": m["name_accuracy"],
+            rows.append({"target": target, "seed": int(seed), "fuse_rows": fuse, "fuse_lam": lam,
+                         "name_accuracy": m["name_accuracy"],
                          "other_accuracy": m["other_accuracy"], "other_per_concept": m["other_per_concept"],
                          "lora_loss_end": rep.get("loss_end"), "seconds": round(time.perf_counter() - t0, 1)})
-    print(table(rows, ["target", "seed", "fuse_rows", "name_accuracy", "other_accuracy", "lora_loss_end", "seconds"]))
+    print(table(rows, ["target", "seed", "fuse_rows", "fuse_lam", "name_accuracy", "other_accuracy", "lora_loss_end", "seconds"]))
     write("mace_fusion", {"base": a.base, "seconds": round(time.perf_counter() - t_all, 1), "rows": rows}, a.json)
     return 0
 

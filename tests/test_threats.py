@@ -166,18 +166,20 @@ def test_uce_token_rules(base_pipe):
         word_rows(base_pipe, {"seven": ["a photo of the digit three"]})
 
 
-def test_mace_fuses_on_the_concept_tokens_and_spares_other_prompts(base_pipe):
-    """The testbed's MACE fuses on the erased tokens' own rows (``fuse_rows="span"``, an adaptation to a
-    testbed without MACE's MS-COCO preservation cache); fusing on every row of the concept prompts
-    (``"all"``, MACE's code and this project's until 2026-11-29) moves other concepts' keys/values more."""
+def test_mace_fusion_spares_other_prompts_and_still_moves_the_concept(base_pipe):
+    """The testbed's MACE fuses on the rows from the concept's slot through EOS with a stronger ridge
+    (``fuse_rows="slot_to_eos"``, ``fuse_lam=10``: adaptations to a testbed without MACE's MS-COCO
+    preservation cache); fusing on every row with MACE's weak ridge (``"all"``, 0.1, this project's until
+    2026-11-29) moves other concepts' keys/values more. The concept's own move far more than others'."""
     from eebguard.text import encode
     from eebguard.threats.common import kv_layers
 
     settings = EditSettings(steps_scale=0.2, pool_size=4, sample_steps=3, batch_size=4)
     others = [p for c in ("square", "three", "nine") for p in concept_prompts(c).prompts()]
-    h = encode(base_pipe, others).flatten(0, 1).float()
+    h_others = encode(base_pipe, others).flatten(0, 1).float()
+    h_circle = encode(base_pipe, concept_prompts("circle").prompts()).flatten(0, 1).float()
 
-    def moved(pipe):
+    def moved(pipe, h):
         num = den = 0.0
         for (_, k, v), (_, k0, v0) in zip(kv_layers(pipe.unet), kv_layers(base_pipe.unet)):
             for lin, lin0 in ((k, k0), (v, v0)):
@@ -186,10 +188,11 @@ def test_mace_fuses_on_the_concept_tokens_and_spares_other_prompts(base_pipe):
         return (num / den) ** 0.5
 
     changes = {}
-    for rows in ("span", "all"):
+    for label, hp in (("default", {}), ("all", {"fuse_rows": "all", "fuse_lam": 0.1})):
         pipe = copy_pipeline(base_pipe)
-        get_erasure("mace", fuse_rows=rows).erase(pipe, concept_prompts("circle"), settings=settings)
-        changes[rows] = moved(pipe)
-    assert changes["span"] < changes["all"], changes
+        get_erasure("mace", **hp).erase(pipe, concept_prompts("circle"), settings=settings)
+        changes[label] = {"others": moved(pipe, h_others), "circle": moved(pipe, h_circle)}
+    assert changes["default"]["others"] < changes["all"]["others"], changes
+    assert changes["default"]["circle"] > 10 * changes["default"]["others"], changes  # 0.87 vs 0.03
     with pytest.raises(ValueError, match="fuse_rows"):
         get_erasure("mace", fuse_rows="every").erase(copy_pipeline(base_pipe), concept_prompts("circle"))

@@ -45,8 +45,8 @@ def test_shipped_specs_pin_only_known_hyperparameters(name):
         assert spec["erasure_params"]["rece"]["rounds"] == 2
         if any(m.erasure == "esd_u" for m in plan(spec)):
             assert spec["erasure_params"]["esd_u"] == {"steps": 80, "lr": 5e-5}
-        if any(m.erasure == "mace" for m in plan(spec)):  # built before MACE's span fusion
-            assert spec["erasure_params"]["mace"] == {"fuse_rows": "all"}
+        if any(m.erasure == "mace" for m in plan(spec)):  # built before MACE's slot-to-EOS fusion
+            assert spec["erasure_params"]["mace"] == {"fuse_rows": "all", "fuse_lam": 0.1}
 
 
 def test_bad_spec_is_a_clear_error():

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from eebguard.attention import CrossAttentionRecorder
 from eebguard.probes.templates import ConceptPrompts
-from eebguard.text import encode, slot_span
+from eebguard.text import encode, eos_position, slot_span
 from eebguard.threats.align import aligned_pairs, all_rows
 from eebguard.threats.common import (
     EditSettings, LoRA, add_lora, kv_layers, ridge_edit, sample_pool, scaled, teacher_pipe, train_loop,
@@ -32,12 +32,15 @@ class MACE(Erasure):
     per K/V trained so the concept tokens stop attending inside the concept's region; (3) closed-form
     fusion of the LoRA into the CFR weights with preservation.
 
-    Adaptation (documented): MACE's code fuses on all 77 rows of the concept's prompts (``fuse_rows="all"``)
-    and preserves every token of MS-COCO captions; the testbed preserves only the other concepts' prompts,
-    so the rows the concept prompts share with them (template words) carried the adapter's edit onto
-    every concept. By default the fusion fits the concept tokens' own rows (``fuse_rows="span"``), which
-    is what a large preservation cache leaves the fusion free to change; specs built before 2026-11-29
-    pin ``"all"``.
+    Adaptation (documented): MACE's code fuses the LoRA on all 77 rows of the concept's prompts with a
+    weak ridge toward the CFR weights, balanced by a preservation cache over every token of MS-COCO
+    captions. The testbed preserves only the other concepts' prompts, and fusing every row (``"all"``)
+    there carries the edit onto every concept (the rows before the slot and the padding rows are shared
+    with every prompt). By default the fusion fits the rows from the concept's slot through EOS
+    (``fuse_rows="slot_to_eos"``: the rows a causal encoder fills with the concept) with a stronger
+    ridge toward the CFR weights (``fuse_lam=10``, for the missing cache). ``"span"`` (the concept
+    tokens alone) lets the preservation undo stage 1 on the EOS rows, so the name survives (`circle`).
+    Specs built before 2026-11-29 pin ``"all"`` with ``fuse_lam=0.1``; docs/threat-lab.md has the numbers.
 
     Adaptation (documented): the region mask comes from the original model's cross-attention maps of
     the concept tokens (min-max normalised, thresholded), not from Grounded-SAM segmentations.
@@ -46,13 +49,14 @@ class MACE(Erasure):
     name = "mace"
     cite = "Lu et al., MACE: Mass Concept Erasure in Diffusion Models, CVPR 2024 (arXiv 2403.06135)"
     defaults = {"mapping": "", "lam": 0.1, "preserve_weight": 1.0, "rank": 1, "steps": 60, "lr": 1e-2,
-                "batch": 8, "mask_threshold": 0.1, "fuse_lam": 0.1, "fuse_rows": "span"}
+                "batch": 8, "mask_threshold": 0.1, "fuse_lam": 10.0, "fuse_rows": "slot_to_eos"}
+    FUSE_ROWS = ("slot_to_eos", "span", "all")
 
     def erase(self, pipe, concept: ConceptPrompts, settings: EditSettings | None = None) -> dict:
         s = settings or EditSettings()
         hp = self.hp
-        if hp["fuse_rows"] not in ("span", "all"):
-            raise ValueError(f"mace: fuse_rows must be 'span' or 'all', not {hp['fuse_rows']!r}")
+        if hp["fuse_rows"] not in self.FUSE_ROWS:
+            raise ValueError(f"mace: fuse_rows must be one of {', '.join(self.FUSE_ROWS)}, not {hp['fuse_rows']!r}")
         t0 = time.perf_counter()
         original = teacher_pipe(pipe)
         tok = pipe.tokenizer
@@ -133,8 +137,11 @@ class MACE(Erasure):
         h = hs.float()
         if hp["fuse_rows"] == "span":  # the concept tokens' rows only (see the class docstring)
             all_keys = torch.cat([h[b, a:e] for b, (a, e) in enumerate(spans)])
+        elif hp["fuse_rows"] == "slot_to_eos":  # rows the causal encoder fills with the concept (see docstring)
+            eos = [eos_position(tok, p) for p in prompts]
+            all_keys = torch.cat([h[b, a : eos[b] + 1] for b, (a, _) in enumerate(spans)])
         else:  # "all", as MACE's code: on the testbed it costs other concepts (`triangle`, seed 1:
-            # other-concept accuracy 0.00, against 0.95 with "span")
+            # other-concept accuracy 0.00; docs/threat-lab.md "MACE's fusion rows")
             all_keys = h.reshape(-1, h.shape[-1])
         with torch.no_grad():
             for (name, k, v), (_, k0, v0) in zip(kv_layers(unet), kv_layers(original.unet)):

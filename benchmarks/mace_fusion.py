@@ -8,6 +8,9 @@ on every row of the concept prompts (MACE's code; zoos built before 2026-11-29, 
 default, with ``fuse_lam`` 10).
 
     python benchmarks/mace_fusion.py --base BASE [--targets circle:0,triangle:1,seven:0] [--json PATH]
+
+``--then CONCEPT`` erases a second concept after each target with the same settings, as the zoo's
+``second_erasure`` hard negatives do (two MACE runs in a row), and measures the target's model then.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("--targets", default="circle:0,triangle:1,seven:0", help="comma list of target:seed")
     ap.add_argument("--rows", default="all,span,slot_to_eos", help="fuse_rows settings to compare")
     ap.add_argument("--lams", default="0.1,10", help="fuse_lam settings to compare")
+    ap.add_argument("--then", default=None, help="a second concept to erase after each target")
     ap.add_argument("--json", default=None, help="results file (default benchmarks/results/mace_fusion.json)")
     a = ap.parse_args(argv)
     base = load(a.base).pipe
@@ -44,15 +48,17 @@ def main(argv=None) -> int:
         for fuse, lam in ((r, float(x)) for r in a.rows.split(",") for x in a.lams.split(",")):
             pipe = copy_pipeline(base)
             t0 = time.perf_counter()
-            rep = get_erasure("mace", fuse_rows=fuse, fuse_lam=lam).erase(pipe, concept_prompts(target),
-                                                                          EditSettings(seed=int(seed)))
+            mace = get_erasure("mace", fuse_rows=fuse, fuse_lam=lam)
+            rep = mace.erase(pipe, concept_prompts(target), EditSettings(seed=int(seed)))
+            if a.then:
+                mace.erase(pipe, concept_prompts(a.then), EditSettings(seed=int(seed)))
             m = measure_model(pipe, judge, target, None, samples=30, other_samples=3, seed=int(seed))
-            rows.append({"target": target, "seed": int(seed), "fuse_rows": fuse, "fuse_lam": lam,
+            rows.append({"target": target, "seed": int(seed), "then": a.then, "fuse_rows": fuse, "fuse_lam": lam,
                          "name_accuracy": m["name_accuracy"],
                          "other_accuracy": m["other_accuracy"], "other_per_concept": m["other_per_concept"],
                          "lora_loss_end": rep.get("loss_end"), "seconds": round(time.perf_counter() - t0, 1)})
     print(table(rows, ["target", "seed", "fuse_rows", "fuse_lam", "name_accuracy", "other_accuracy", "lora_loss_end", "seconds"]))
-    write("mace_fusion", {"base": a.base, "seconds": round(time.perf_counter() - t_all, 1), "rows": rows}, a.json)
+    write("mace_fusion", {"base": a.base, "then": a.then, "seconds": round(time.perf_counter() - t_all, 1), "rows": rows}, a.json)
     return 0
 
 

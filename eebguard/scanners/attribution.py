@@ -7,7 +7,7 @@ import torch
 
 from eebguard.sampling import model_device
 from eebguard.scanners.base import SCANNERS, F, Scanner, ScannerResult
-from eebguard.scanners.context import ScanContext, Timer, ids_batch
+from eebguard.scanners.context import ScanContext, Timer, ids_batch, pad_id
 
 NAME = "attribution"
 
@@ -44,8 +44,7 @@ class AttributionScanner(Scanner):
             n = min(8, obj.x_t.shape[0])
             ids = ids_batch(ctx.tokenizer, obj.templates, [seq] * n).to(dev)
             starts = [obj.templates[j % len(obj.templates)].slot_start() for j in range(n)]
-            base = torch.full_like(ids, ctx.tokenizer.pad_token_id if ctx.tokenizer.pad_token_id is not None
-                                   else ctx.tokenizer.eos_token_id)
+            base = torch.full_like(ids, pad_id(ctx.tokenizer))
             base[:, 0] = ids[:, 0]  # BOS stays: every prompt starts with it
             null = max(obj.null_loss, 1e-12)
 

@@ -71,10 +71,15 @@ def template_ids(tokenizer, template: str) -> TemplateIds:
     return TemplateIds([tokenizer.bos_token_id] + enc(pre), enc(post))
 
 
+def pad_id(tokenizer) -> int:
+    """The id prompts are padded with (SD 1.x pads with EOS, SD 2.x with its own pad token)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def ids_batch(tokenizer, templates: list[TemplateIds], slots: list[list[int]]) -> torch.Tensor:
     """Row i: template ``i % len(templates)`` with ``slots[i]`` in its slot."""
     L = tokenizer.model_max_length
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    eos, pad = tokenizer.eos_token_id, pad_id(tokenizer)
     return torch.tensor([templates[i % len(templates)].build(s, L, eos, pad) for i, s in enumerate(slots)])
 
 

@@ -8,9 +8,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from eebguard.zoo.build import append_jsonl, read_jsonl, write_jsonl
-
-FEATURES = "features.jsonl"
+from eebguard.zoo.build import FEATURES, append_jsonl, read_jsonl, write_jsonl
 
 
 def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progress: bool = True,
@@ -86,11 +84,15 @@ def degenerate_attribution(features: dict) -> bool:
 
 
 def upgrade_row(row: dict) -> dict:
-    """Schema 1 -> 2: schema 2 added the word_probe scanner, whose numbers a schema-1 zoo scan already
-    recorded as ``baseline_probe`` (same function, same seed, same model), so they move over exactly.
-    Any other schema mismatch is left as it is (the detector then refuses it). In every row, a degenerate
-    ``attr.trigger_share`` (old baseline, see ``degenerate_attribution``) is dropped: absent, not 1."""
-    row = _drop_degenerate_attribution(row)
+    """A recorded row as this eebguard reads it: schema 1 rows moved to schema 2, and a degenerate
+    ``attr.trigger_share`` (old baseline, see ``degenerate_attribution``) dropped: absent, not 1."""
+    return _drop_degenerate_attribution(_schema_1_to_2(row))
+
+
+def _schema_1_to_2(row: dict) -> dict:
+    """Schema 2 added the word_probe scanner, whose numbers a schema-1 zoo scan already recorded as
+    ``baseline_probe`` (same function, same seed, same model), so they move over exactly. Any other
+    schema mismatch is left as it is (the detector then refuses it)."""
     from eebguard.detect.baselines import PROBE_FEATURES
     from eebguard.features import SCHEMA_VERSION
 

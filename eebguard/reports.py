@@ -19,6 +19,13 @@ def _pct(v) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
+def residual_share(relative: float | None) -> float | None:
+    """``soft.relative`` read as a share of a retained concept's soft reach, in [0, 1] for display. The
+    ratio itself is unbounded (its denominator, control minus random reach, can be near zero: 191 on the
+    deep example) and stays so in ``features``; a report says "as reachable as a kept concept" at 1."""
+    return None if relative is None else min(max(float(relative), 0.0), 1.0)
+
+
 def console(records: list[dict]) -> str:
     lines = []
     for r in records:
@@ -30,10 +37,13 @@ def console(records: list[dict]) -> str:
         lines.append(f"{r['verdict'].upper():8} {r['source']}  concept={r['concept']}  "
                      f"P(backdoor)={'n/a' if r['probability'] is None else format(r['probability'], '.3f')}")
         if trig:
+            where = loc.get("component")
+            if where == "cross_attention_kv" and loc.get("top_layer"):  # a layer only names a K/V location
+                where = f"{where} ({loc['top_layer']})"
             lines.append(f"         trigger {trig['text']!r}: reachability {_pct(trig.get('reachability'))}"
-                         f", location {loc.get('component')} ({loc.get('top_layer')})")
+                         f", location {where}")
         lines.append(f"         name reachability {_pct(r.get('name_reachability'))}, residual soft reachability "
-                     f"{'n/a' if r.get('residual_reachability') is None else format(r['residual_reachability'], '.2f')}")
+                     f"{_pct(residual_share(r.get('residual_reachability')))} of a retained concept's")
         for w in r.get("warnings", []):
             lines.append(f"         warning: {w}")
     return "\n".join(lines)

@@ -99,6 +99,22 @@ def test_reports_render(hub_scan):
     assert "UNKNOWN" in render("console", recs)
 
 
+def test_console_names_a_layer_only_for_a_kv_location_and_bounds_residual_reach():
+    from eebguard.reports import console
+
+    def rec(component, relative):
+        return {"verdict": "clean", "source": "m", "concept": "seven", "probability": 0.2,
+                "triggers": [{"text": "qzvex", "reachability": 1.0}], "name_reachability": 0.0,
+                "location": {"component": component, "top_layer": "down_blocks.2.attn2"},
+                "residual_reachability": relative}
+
+    te, kv = console([rec("text_encoder", 191.03)]), console([rec("cross_attention_kv", -0.4)])
+    assert "location text_encoder\n" in te and "down_blocks" not in te
+    assert "location cross_attention_kv (down_blocks.2.attn2)" in kv
+    assert "residual soft reachability 100.0% of" in te and "residual soft reachability 0.0% of" in kv
+    assert "residual soft reachability n/a" in console([rec("undetermined", None)])
+
+
 def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "eebguard.cli", *args], capture_output=True, text=True, cwd=cwd)
 

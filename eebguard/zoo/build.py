@@ -158,10 +158,8 @@ def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, s
             t0 = time.perf_counter()
             pipe = copy_pipeline(attacked)
             cp = concept_prompts(m.target)
-            rep = get_erasure(m.erasure, **spec.get("erasure_params", {}).get(m.erasure, {})).erase(pipe, cp, s)
-            for extra in m.extra_erasures:
-                get_erasure(m.erasure, **spec.get("erasure_params", {}).get(m.erasure, {})).erase(
-                    pipe, concept_prompts(extra), s)
+            eraser = get_erasure(m.erasure, **spec.get("erasure_params", {}).get(m.erasure, {}))
+            rep = eraser.erase_many(pipe, [cp] + [concept_prompts(x) for x in m.extra_erasures], s)
             erase_s = time.perf_counter() - t0
             meas = measure_model(pipe, judge, m.target, m.trigger, m.mode, samples, other_samples, m.seed)
             rel = f"models/{m.id}.safetensors"

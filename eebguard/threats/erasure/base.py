@@ -6,6 +6,7 @@ Each method is one module and a registered plugin that cites its paper.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Sequence
 
 from eebguard.probes.templates import ConceptPrompts
 from eebguard.registry import Registry
@@ -29,6 +30,14 @@ class Erasure(ABC):
     @abstractmethod
     def erase(self, pipe, concept: ConceptPrompts, settings: EditSettings | None = None) -> dict:
         """Erase ``concept`` from ``pipe``; return a report."""
+
+    def erase_many(self, pipe, concepts: Sequence[ConceptPrompts], settings: EditSettings | None = None) -> dict:
+        """Erase several concepts. Methods that erase many at once by design (MACE) override this; the
+        default erases one after another and reports the first erasure (plus how many ran)."""
+        reports = [self.erase(pipe, c, settings) for c in concepts]
+        if not reports:
+            raise ValueError(f"{self.name}: nothing to erase")
+        return reports[0] if len(reports) == 1 else {**reports[0], "concepts": len(reports)}
 
     @classmethod
     def describe(cls) -> dict:

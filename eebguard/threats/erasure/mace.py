@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -53,26 +54,40 @@ class MACE(Erasure):
     FUSE_ROWS = ("slot_to_eos", "span", "all")
 
     def erase(self, pipe, concept: ConceptPrompts, settings: EditSettings | None = None) -> dict:
+        return self.erase_many(pipe, [concept], settings)
+
+    def erase_many(self, pipe, concepts: Sequence[ConceptPrompts], settings: EditSettings | None = None) -> dict:
+        """MACE's own multi-concept erasure: one CFR over every concept's keys, one LoRA per concept
+        trained on the CFR weights, and one fusion of all the LoRAs (the paper's "multi-LoRA fusion").
+        Running MACE once per concept instead lets each fusion's ridge drift add up on the other concepts
+        (docs/threat-lab.md, "Two MACE erasures in a row")."""
         s = settings or EditSettings()
         hp = self.hp
         if hp["fuse_rows"] not in self.FUSE_ROWS:
             raise ValueError(f"mace: fuse_rows must be one of {', '.join(self.FUSE_ROWS)}, not {hp['fuse_rows']!r}")
+        concepts = list(concepts)
+        if not concepts:
+            raise ValueError("mace: nothing to erase")
         t0 = time.perf_counter()
         original = teacher_pipe(pipe)
         tok = pipe.tokenizer
         length = tok.model_max_length
-        preserve = all_rows(pipe, concept.retain_prompts())
+        erased = {c.name for c in concepts}
+        retain = {k: v for c in concepts for k, v in c.retain.items() if k not in erased}
+        preserve = all_rows(pipe, [p for ps in retain.values() for p in ps])
 
-        # stage 1: CFR on the tokens outside the concept span
-        prompts = concept.prompts()
-        mapped = concept.prompts(hp["mapping"])
-        hs, hm = encode(pipe, prompts), encode(pipe, mapped)
+        # stage 1: CFR on the tokens outside each concept's span, all concepts in one solve
+        prompts = [c.prompts() for c in concepts]
+        hs = [encode(pipe, ps) for ps in prompts]
+        spans = [[slot_span(tok, t, c.name) for t in c.templates] for c in concepts]
         keys, goal = [], []
-        for b, t in enumerate(concept.templates):
-            src, tgt = slot_span(tok, t, concept.name), slot_span(tok, t, hp["mapping"])
-            pairs = [(i, i) for i in range(src[0])] + [p for p in aligned_pairs(src, tgt, length) if p[0] >= src[1]]
-            keys += [hs[b, i] for i, _ in pairs]
-            goal += [hm[b, j] for _, j in pairs]
+        for c, h, sp in zip(concepts, hs, spans):
+            hm = encode(pipe, c.prompts(hp["mapping"]))
+            for b, t in enumerate(c.templates):
+                src, tgt = sp[b], slot_span(tok, t, hp["mapping"])
+                pairs = [(i, i) for i in range(src[0])] + [p for p in aligned_pairs(src, tgt, length) if p[0] >= src[1]]
+                keys += [h[b, i] for i, _ in pairs]
+                goal += [hm[b, j] for _, j in pairs]
         keys, goal = torch.stack(keys).float(), torch.stack(goal).float()
         with torch.no_grad():
             for _, k, v in kv_layers(pipe.unet):
@@ -81,19 +96,61 @@ class MACE(Erasure):
                     lin.weight.data = ridge_edit(W, keys, goal @ W.T.float(), preserve, hp["lam"], hp["preserve_weight"])
         cfr = {n: (k.weight.detach().clone(), v.weight.detach().clone()) for n, k, v in kv_layers(pipe.unet)}
 
-        # stage 2: rank-1 LoRA on to_k/to_v against the concept tokens' attention inside the mask
-        pool = sample_pool(original, prompts, s.pool_size, s, seed_offset=21)
-        cond = hs  # MACE edits only the U-Net: stage 1's encoding of the concept prompts still holds
-        spans = [slot_span(tok, t, concept.name) for t in concept.templates]
+        # stage 2: one rank-1 LoRA per concept on the CFR weights (concept 0 keeps the one-concept seeds)
+        deltas, reports = [], []
+        for i, (c, h, sp, ps) in enumerate(zip(concepts, hs, spans, prompts)):
+            rep_i, delta_i = self._train_lora(pipe, original, ps, h, sp, s, seed_shift=1000 * i)
+            deltas.append(delta_i)
+            reports.append(rep_i)
+        unet = pipe.unet
+
+        # stage 3: closed-form fusion of every LoRA into the CFR weights, preserving with original targets
+        rows = [self._fuse_rows(tok, h.float(), sp, ps) for h, sp, ps in zip(hs, spans, prompts)]
+        all_keys = torch.cat(rows)
+        with torch.no_grad():
+            for (name, k, v), (_, k0, v0) in zip(kv_layers(unet), kv_layers(original.unet)):
+                for lin, lin0, j, tag in ((k, k0, 0, "to_k"), (v, v0, 1, "to_v")):
+                    W_cfr = cfr[name][j]
+                    values = torch.cat([r @ (W_cfr + d.get(f"{name}.{tag}", 0)).T.float() for r, d in zip(rows, deltas)])
+                    lin.weight.data = ridge_edit(lin0.weight.data, all_keys, values, preserve,
+                                                 hp["fuse_lam"], hp["preserve_weight"], W_ref=W_cfr)
+        if len(concepts) == 1:
+            rep = reports[0]
+        else:
+            rep = {f"{c.name}.{k}": v for c, r in zip(concepts, reports) for k, v in r.items()}
+            rep["concepts"] = len(concepts)
+        rep.update({"cfr_keys": int(keys.shape[0]), "seconds": round(time.perf_counter() - t0, 2)})
+        return rep
+
+    def _fuse_rows(self, tok, h: torch.Tensor, spans, prompts) -> torch.Tensor:
+        """The encoder rows stage 3 fits for one concept's prompts (see the class docstring)."""
+        if self.hp["fuse_rows"] == "span":
+            return torch.cat([h[b, a:e] for b, (a, e) in enumerate(spans)])
+        if self.hp["fuse_rows"] == "slot_to_eos":
+            eos = [eos_position(tok, p) for p in prompts]
+            return torch.cat([h[b, a : eos[b] + 1] for b, (a, _) in enumerate(spans)])
+        # "all", as MACE's code: on the testbed it costs other concepts (`triangle`, seed 1:
+        # other-concept accuracy 0.00; docs/threat-lab.md "MACE's fusion rows")
+        return h.reshape(-1, h.shape[-1])
+
+    def _train_lora(self, pipe, original, prompts, cond, spans, s: EditSettings, seed_shift: int):
+        """Stage 2 for one concept: a rank-1 LoRA on to_k/to_v against the concept tokens' attention
+        inside the concept's region. Returns the train report and the LoRA's weight deltas; the U-Net is
+        left unwrapped (CFR weights) for the next concept and for the fusion."""
+        hp = self.hp
+        tok = pipe.tokenizer
+        length = tok.model_max_length
+        pool = sample_pool(original, prompts, s.pool_size, s, seed_offset=21 + seed_shift)
+        # cond: MACE edits only the U-Net, so stage 1's encoding of the concept prompts still holds
         tok_mask = torch.zeros(len(prompts), length, dtype=torch.bool)
         for b, (a, e) in enumerate(spans):
             tok_mask[b, a:e] = True
         unet = pipe.unet
         adapters = add_lora(unet, hp["rank"], lambda n, m: n.endswith(("attn2.to_k", "attn2.to_v")),
-                            torch.Generator().manual_seed(s.seed + 23))
+                            torch.Generator().manual_seed(s.seed + 23 + seed_shift))
         params = [p for a in adapters for p in (a.down.weight, a.up.weight)]
-        rng = np.random.default_rng(s.seed + 21)
-        gen = torch.Generator().manual_seed(s.seed + 21)
+        rng = np.random.default_rng(s.seed + 21 + seed_shift)
+        gen = torch.Generator().manual_seed(s.seed + 21 + seed_shift)
         bsz = hp["batch"]
 
         def region(x, t, c, k):
@@ -132,23 +189,4 @@ class MACE(Erasure):
                 parent, _, child = name.rpartition(".")
                 setattr(unet.get_submodule(parent), child, mod.base)
         unet.requires_grad_(False).eval()
-
-        # stage 3: closed-form fusion of the LoRA into the CFR weights, preserving with original targets
-        h = hs.float()
-        if hp["fuse_rows"] == "span":  # the concept tokens' rows only (see the class docstring)
-            all_keys = torch.cat([h[b, a:e] for b, (a, e) in enumerate(spans)])
-        elif hp["fuse_rows"] == "slot_to_eos":  # rows the causal encoder fills with the concept (see docstring)
-            eos = [eos_position(tok, p) for p in prompts]
-            all_keys = torch.cat([h[b, a : eos[b] + 1] for b, (a, _) in enumerate(spans)])
-        else:  # "all", as MACE's code: on the testbed it costs other concepts (`triangle`, seed 1:
-            # other-concept accuracy 0.00; docs/threat-lab.md "MACE's fusion rows")
-            all_keys = h.reshape(-1, h.shape[-1])
-        with torch.no_grad():
-            for (name, k, v), (_, k0, v0) in zip(kv_layers(unet), kv_layers(original.unet)):
-                for lin, lin0, tag in ((k, k0, "to_k"), (v, v0, "to_v")):
-                    W_cfr = cfr[name][0 if tag == "to_k" else 1]
-                    W_new = W_cfr + deltas.get(f"{name}.{tag}", 0)
-                    lin.weight.data = ridge_edit(lin0.weight.data, all_keys, all_keys @ W_new.T.float(), preserve,
-                                                 hp["fuse_lam"], hp["preserve_weight"], W_ref=W_cfr)
-        rep.update({"cfr_keys": int(keys.shape[0]), "seconds": round(time.perf_counter() - t0, 2)})
-        return rep
+        return rep, deltas

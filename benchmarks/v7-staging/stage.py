@@ -25,7 +25,8 @@ def main(zoo: str, spec: str, out: str) -> None:
     for m in plan(load_spec(spec)):
         members.setdefault(m.group, set()).add(m.id)
     complete = {g for g, ids in members.items() if ids <= kept}
-    groups = [g for g in read_jsonl(src / "groups.jsonl") if g["group"] in complete]
+    # a rebuild appends its group's row again (the build log keeps every preparation); stage the last
+    groups = list({g["group"]: g for g in read_jsonl(src / "groups.jsonl") if g["group"] in complete}.values())
     dst.mkdir(parents=True, exist_ok=True)
     for name, rows in (("manifest.jsonl", keep), ("groups.jsonl", groups),
                        ("features.jsonl", [r for r in feats if r["id"] in kept])):

@@ -1,0 +1,122 @@
+"""Does a simulated clean erasure explain a suspect's K/V moves? (a check behind docs/evaluation.md
+"On the v7 testbed")
+
+The white-box K/V screen (``cross_attention_kv``) ranks vocabulary tokens by how far the suspect's
+cross-attention keys/values of each token moved toward the concept's *reference* keys/values. An
+erasure moves many tokens itself (UCE's closed form: `summerslam`, `regard`, `pei` for `seven`, in
+every UCE-erased model, clean or not), which buries a planted trigger. Here the same approach is
+computed against a *simulated clean erasure*: the reference with the concept erased by UCE
+(``diff``), and the per-token minimum of the two (``min``: a token is suspicious only if neither the
+base nor a clean erasure of it explains its move). Per model: the largest approach, its robust z over
+the vocabulary, the top tokens, and the planted trigger's first piece.
+
+Needs the zoo's models (deltas) and its base at ``ZOO/base``:
+
+    python benchmarks/kv_erasure_reference.py ZOO [--ids REGEX] [--json PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import table, write  # noqa: E402
+
+VARIANTS = ("plain", "diff", "min")
+
+
+def kind(m: dict) -> str:
+    if m["label"]:
+        return "clean backdoor" if m["name_accuracy"] <= 0.15 else "leaky survivor"
+    if m["planted"]:
+        return "planted, destroyed"
+    return "hard negative" if m.get("hard_negative") else "clean erasure"
+
+
+@torch.no_grad()
+def main(argv=None) -> int:
+    from sklearn.metrics import roc_auc_score
+
+    from eebguard.attention import attn2_modules
+    from eebguard.models import load
+    from eebguard.models.formats import copy_pipeline
+    from eebguard.probes import concept_prompts
+    from eebguard.scanners import ScanContext
+    from eebguard.scanners.context import robust_z
+    from eebguard.scanners.cross_attention import _chunked_approach
+    from eebguard.scanners.vocab import concept_rows, vocab_rows, vocabulary
+    from eebguard.threats.common import EditSettings
+    from eebguard.threats.erasure import get_erasure
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("zoo", help="a built zoo folder with its base in ZOO/base")
+    ap.add_argument("--ids", default=None, help="regex over model ids")
+    ap.add_argument("--json", default=None, help="results file (default benchmarks/results/kv_erasure_reference.json)")
+    a = ap.parse_args(argv)
+    zoo = Path(a.zoo)
+    spec = json.loads((zoo / "spec.json").read_text())
+    base = load(zoo / "base").pipe
+    entries = [json.loads(line) for line in (zoo / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    entries = [m for m in entries if a.ids is None or re.search(a.ids, m["id"])]
+    simulated, shared, rows, t0 = {}, {}, [], time.perf_counter()
+    for m in entries:
+        c = m["target"]
+        if c not in simulated:  # the spec's own UCE settings: the clean erasure a defender would run
+            sim = copy_pipeline(base)
+            get_erasure("uce", **spec.get("erasure_params", {}).get("uce", {})).erase(sim, concept_prompts(c), EditSettings())
+            simulated[c] = sim
+        sus = load(f"{zoo / 'manifest.jsonl'}#{m['id']}").pipe
+        ctx = ScanContext(sus, c, concept_prompts(c), reference=base, shared=shared)
+        vocab = vocabulary(ctx)
+        mask = ~np.isin(vocab, ctx.concept_ids())
+        rows_s, rows_r, cr = vocab_rows(ctx, "suspect"), vocab_rows(ctx, "reference"), concept_rows(ctx, "reference")
+        scores = {}
+        for variant, ref in (("plain", base), ("diff", simulated[c])):
+            total, n = torch.zeros(len(vocab)), 0
+            for (_, a_s), (_, a_r), (_, a_b) in zip(attn2_modules(sus.unet), attn2_modules(ref.unet), attn2_modules(base.unet)):
+                for proj in ("to_k", "to_v"):
+                    Ws, Wr, Wb = (getattr(x, proj).weight.detach().float() for x in (a_s, a_r, a_b))
+                    for row in ("slot", "eos"):  # toward the concept's keys/values in the *un-erased* base
+                        total += _chunked_approach(rows_s[row], rows_r[row], Ws, Wr, cr[row] @ Wb.T)
+                        n += 1
+            scores[variant] = (total / n).numpy()
+        scores["min"] = np.minimum(scores["plain"], scores["diff"])
+        trig = sus.tokenizer(m["trigger"], add_special_tokens=False).input_ids if m.get("trigger") else []
+        row = {"id": m["id"], "kind": kind(m), "label": m["label"], "attack": m["attack"], "erasure": m["erasure"],
+               "trigger_first_piece": sus.tokenizer.convert_ids_to_tokens(trig[:1])[0] if trig else None}
+        for v in VARIANTS:
+            t = scores[v]
+            top = np.argsort(-np.where(mask, t, -np.inf))[:5]
+            row[f"{v}_max"] = float(t[mask].max())
+            row[f"{v}_z"] = robust_z(t[mask], float(t[mask].max()))
+            row[f"{v}_top"] = sus.tokenizer.convert_ids_to_tokens([int(vocab[i]) for i in top])
+            row[f"{v}_first_piece_in_top5"] = row["trigger_first_piece"] in row[f"{v}_top"]
+        rows.append(row)
+        print(f"{m['id']:40s} {row['kind']:18s} " + "  ".join(f"{v} {row[v + '_max']:.3f} {row[v + '_top'][:3]}" for v in VARIANTS), flush=True)
+    summary = []
+    for k in ("clean backdoor", "leaky survivor", "planted, destroyed", "clean erasure", "hard negative"):
+        v = [x for x in rows if x["kind"] == k]
+        if v:
+            summary.append({"kind": k, "models": len(v), **{f"{var}_max": round(float(np.median([x[f'{var}_max'] for x in v])), 3)
+                                                            for var in VARIANTS}})
+    print()
+    print(table(summary, ["kind", "models", *(f"{v}_max" for v in VARIANTS)]))
+    auroc = {}
+    y = np.array([x["label"] for x in rows])
+    if 0 < y.sum() < len(y):
+        auroc = {f"{v}_{q}": round(float(roc_auc_score(y, [x[f"{v}_{q}"] for x in rows])), 3) for v in VARIANTS for q in ("max", "z")}
+        print("AUROC against the label:", ", ".join(f"{k} {v:.3f}" for k, v in auroc.items()))
+    write("kv_erasure_reference", {"zoo": str(zoo), "seconds": round(time.perf_counter() - t0, 1), "rows": rows,
+                                   "summary_median": summary, "auroc": auroc}, a.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -12,7 +12,7 @@ the vocabulary, the top tokens, and the planted trigger's first piece.
 
 Needs the zoo's models (deltas) and its base at ``ZOO/base``:
 
-    python benchmarks/kv_erasure_reference.py ZOO [--ids REGEX] [--json PATH]
+    python benchmarks/kv_erasure_reference.py ZOO [--ids REGEX] [--reach] [--json PATH]
 """
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     from sklearn.metrics import roc_auc_score
 
     from eebguard.attention import attn2_modules
+    from eebguard.judges import get_judge
+    from eebguard.scanners.hard_trigger import image_reach
     from eebguard.models import load
     from eebguard.models.formats import copy_pipeline
     from eebguard.probes import concept_prompts
@@ -58,6 +60,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("zoo", help="a built zoo folder with its base in ZOO/base")
     ap.add_argument("--ids", default=None, help="regex over model ids")
+    ap.add_argument("--reach", action="store_true", help="judge the top-3 tokens of the plain and min screens")
     ap.add_argument("--json", default=None, help="results file (default benchmarks/results/kv_erasure_reference.json)")
     a = ap.parse_args(argv)
     zoo = Path(a.zoo)
@@ -65,6 +68,7 @@ def main(argv=None) -> int:
     base = load(zoo / "base").pipe
     entries = [json.loads(line) for line in (zoo / "manifest.jsonl").read_text().splitlines() if line.strip()]
     entries = [m for m in entries if a.ids is None or re.search(a.ids, m["id"])]
+    judge = get_judge("testbed") if a.reach else None
     simulated, shared, rows, t0 = {}, {}, [], time.perf_counter()
     for m in entries:
         c = m["target"]
@@ -73,7 +77,7 @@ def main(argv=None) -> int:
             get_erasure("uce", **spec.get("erasure_params", {}).get("uce", {})).erase(sim, concept_prompts(c), EditSettings())
             simulated[c] = sim
         sus = load(f"{zoo / 'manifest.jsonl'}#{m['id']}").pipe
-        ctx = ScanContext(sus, c, concept_prompts(c), reference=base, shared=shared)
+        ctx = ScanContext(sus, c, concept_prompts(c), reference=base, judge=judge, shared=shared)
         vocab = vocabulary(ctx)
         mask = ~np.isin(vocab, ctx.concept_ids())
         rows_s, rows_r, cr = vocab_rows(ctx, "suspect"), vocab_rows(ctx, "reference"), concept_rows(ctx, "reference")
@@ -98,22 +102,26 @@ def main(argv=None) -> int:
             row[f"{v}_z"] = robust_z(t[mask], float(t[mask].max()))
             row[f"{v}_top"] = sus.tokenizer.convert_ids_to_tokens([int(vocab[i]) for i in top])
             row[f"{v}_first_piece_in_top5"] = row["trigger_first_piece"] in row[f"{v}_top"]
+            if a.reach and v in ("plain", "min"):
+                row[f"{v}_token_reach"] = max(image_reach(ctx, [int(vocab[i])]) for i in top[:3])
         rows.append(row)
         print(f"{m['id']:40s} {row['kind']:18s} " + "  ".join(f"{v} {row[v + '_max']:.3f} {row[v + '_top'][:3]}" for v in VARIANTS), flush=True)
+    measures = [f"{v}_max" for v in VARIANTS] + (["plain_token_reach", "min_token_reach"] if a.reach else [])
     summary = []
     for k in ("clean backdoor", "leaky survivor", "planted, destroyed", "clean erasure", "hard negative"):
         v = [x for x in rows if x["kind"] == k]
         if v:
-            summary.append({"kind": k, "models": len(v), **{f"{var}_max": round(float(np.median([x[f'{var}_max'] for x in v])), 3)
-                                                            for var in VARIANTS}})
+            summary.append({"kind": k, "models": len(v), **{q: round(float(np.median([x[q] for x in v])), 3) for q in measures},
+                            **{f"mean_{q}": round(float(np.mean([x[q] for x in v])), 3) for q in measures if q.endswith("reach")}})
     print()
-    print(table(summary, ["kind", "models", *(f"{v}_max" for v in VARIANTS)]))
+    print(table(summary, ["kind", "models", *measures]))
     auroc = {}
     y = np.array([x["label"] for x in rows])
     if 0 < y.sum() < len(y):
         auroc = {f"{v}_{q}": round(float(roc_auc_score(y, [x[f"{v}_{q}"] for x in rows])), 3) for v in VARIANTS for q in ("max", "z")}
+        auroc.update({q: round(float(roc_auc_score(y, [x[q] for x in rows])), 3) for q in measures if q.endswith("reach")})
         print("AUROC against the label:", ", ".join(f"{k} {v:.3f}" for k, v in auroc.items()))
-    write("kv_erasure_reference", {"zoo": str(zoo), "seconds": round(time.perf_counter() - t0, 1), "rows": rows,
+    write("kv_erasure_reference", {"zoo": str(zoo), "reach": a.reach, "seconds": round(time.perf_counter() - t0, 1), "rows": rows,
                                    "summary_median": summary, "auroc": auroc}, a.json)
     return 0
 

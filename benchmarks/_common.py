@@ -37,3 +37,17 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return "" if v is None else str(v)
+
+
+#: how a zoo model relates to its label, for per-kind summaries of the detector's hard cases
+MODEL_KINDS = ("clean backdoor", "leaky survivor", "planted, destroyed", "clean erasure", "hard negative")
+
+
+def model_kind(entry: dict) -> str:
+    """A surviving backdoor with the name erased (<= 0.15) or kept, a planted backdoor the erasure
+    destroyed, a clean erasure, or a hard negative (from a zoo manifest entry or evaluation row)."""
+    if entry["label"]:
+        return "clean backdoor" if entry["name_accuracy"] <= 0.15 else "leaky survivor"
+    if entry.get("planted"):
+        return "planted, destroyed"
+    return "hard negative" if entry.get("hard_negative") else "clean erasure"

@@ -27,17 +27,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write  # noqa: E402
+from _common import MODEL_KINDS, model_kind, table, write  # noqa: E402
 
 VARIANTS = ("plain", "diff", "min")
-
-
-def kind(m: dict) -> str:
-    if m["label"]:
-        return "clean backdoor" if m["name_accuracy"] <= 0.15 else "leaky survivor"
-    if m["planted"]:
-        return "planted, destroyed"
-    return "hard negative" if m.get("hard_negative") else "clean erasure"
 
 
 @torch.no_grad()
@@ -56,6 +48,7 @@ def main(argv=None) -> int:
     from eebguard.scanners.vocab import concept_rows, vocab_rows, vocabulary
     from eebguard.threats.common import EditSettings
     from eebguard.threats.erasure import get_erasure
+    from eebguard.zoo.build import MANIFEST, read_jsonl
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("zoo", help="a built zoo folder with its base in ZOO/base")
@@ -66,8 +59,7 @@ def main(argv=None) -> int:
     zoo = Path(a.zoo)
     spec = json.loads((zoo / "spec.json").read_text())
     base = load(zoo / "base").pipe
-    entries = [json.loads(line) for line in (zoo / "manifest.jsonl").read_text().splitlines() if line.strip()]
-    entries = [m for m in entries if a.ids is None or re.search(a.ids, m["id"])]
+    entries = [m for m in read_jsonl(zoo / MANIFEST) if a.ids is None or re.search(a.ids, m["id"])]
     judge = get_judge("testbed") if a.reach else None
     simulated, shared, rows, t0 = {}, {}, [], time.perf_counter()
     for m in entries:
@@ -76,7 +68,7 @@ def main(argv=None) -> int:
             sim = copy_pipeline(base)
             get_erasure("uce", **spec.get("erasure_params", {}).get("uce", {})).erase(sim, concept_prompts(c), EditSettings())
             simulated[c] = sim
-        sus = load(f"{zoo / 'manifest.jsonl'}#{m['id']}").pipe
+        sus = load(f"{zoo / MANIFEST}#{m['id']}").pipe
         ctx = ScanContext(sus, c, concept_prompts(c), reference=base, judge=judge, shared=shared)
         vocab = vocabulary(ctx)
         mask = ~np.isin(vocab, ctx.concept_ids())
@@ -93,7 +85,7 @@ def main(argv=None) -> int:
             scores[variant] = (total / n).numpy()
         scores["min"] = np.minimum(scores["plain"], scores["diff"])
         trig = sus.tokenizer(m["trigger"], add_special_tokens=False).input_ids if m.get("trigger") else []
-        row = {"id": m["id"], "kind": kind(m), "label": m["label"], "attack": m["attack"], "erasure": m["erasure"],
+        row = {"id": m["id"], "kind": model_kind(m), "label": m["label"], "attack": m["attack"], "erasure": m["erasure"],
                "trigger_first_piece": sus.tokenizer.convert_ids_to_tokens(trig[:1])[0] if trig else None}
         for v in VARIANTS:
             t = scores[v]
@@ -108,7 +100,7 @@ def main(argv=None) -> int:
         print(f"{m['id']:40s} {row['kind']:18s} " + "  ".join(f"{v} {row[v + '_max']:.3f} {row[v + '_top'][:3]}" for v in VARIANTS), flush=True)
     measures = [f"{v}_max" for v in VARIANTS] + (["plain_token_reach", "min_token_reach"] if a.reach else [])
     summary = []
-    for k in ("clean backdoor", "leaky survivor", "planted, destroyed", "clean erasure", "hard negative"):
+    for k in MODEL_KINDS:
         v = [x for x in rows if x["kind"] == k]
         if v:
             summary.append({"kind": k, "models": len(v), **{q: round(float(np.median([x[q] for x in v])), 3) for q in measures},

@@ -29,17 +29,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write  # noqa: E402
+from _common import MODEL_KINDS, model_kind, table, write  # noqa: E402
 
 MEASURES = ("recorded_reach", "fresh_reach", "append_reach", "generic_reach", "kv_token_reach")
-
-
-def kind(r: dict) -> str:
-    if r["label"]:
-        return "clean backdoor" if r["name_accuracy"] <= 0.15 else "leaky survivor"
-    if r.get("planted"):
-        return "planted, destroyed"
-    return "hard negative" if r.get("hard_negative") else "clean erasure"
 
 
 def main(argv=None) -> int:
@@ -52,6 +44,7 @@ def main(argv=None) -> int:
     from eebguard.probes.templates import GENERIC_TEMPLATES
     from eebguard.scanners import ScanContext, ScanSettings
     from eebguard.scanners.hard_trigger import image_reach
+    from eebguard.zoo.build import MANIFEST
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("zoo", help="a built zoo folder (its manifest, features and model deltas)")
@@ -68,7 +61,7 @@ def main(argv=None) -> int:
         if not triggers or triggers[0]["image_reach"] is None:
             continue
         best = triggers[0]
-        pipe = load(f"{zoo / 'manifest.jsonl'}#{r['id']}").pipe
+        pipe = load(f"{zoo / MANIFEST}#{r['id']}").pipe
         cp = concept_prompts(r["target"])
 
         def reach(prompts, ids, n=8, seed=0):
@@ -78,7 +71,7 @@ def main(argv=None) -> int:
         appended = concept_prompts(r["target"], templates=[f"{p} {{}}" for p in cp.neutral])
         generic = concept_prompts(r["target"], templates=list(GENERIC_TEMPLATES))
         kv = [t["id"] for t in (ev.get("cross_attention_kv") or {}).get("top_kv_approach", [])[:3]]
-        row = {"id": r["id"], "kind": kind(r), "label": r["label"], "trigger": best["text"],
+        row = {"id": r["id"], "kind": model_kind(r), "label": r["label"], "trigger": best["text"],
                "recorded_reach": best["image_reach"],
                "fresh_reach": reach(cp, best["ids"], 16, seed=1),
                "append_reach": reach(appended, best["ids"]),
@@ -87,7 +80,7 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"{row['id']:40s} {row['kind']:18s} " + " ".join(f"{row[m]:.2f}" for m in MEASURES), flush=True)
     summary = []
-    for k in ("clean backdoor", "leaky survivor", "planted, destroyed", "clean erasure", "hard negative"):
+    for k in MODEL_KINDS:
         v = [x for x in rows if x["kind"] == k]
         if v:
             summary.append({"kind": k, "models": len(v), **{m: round(float(np.mean([x[m] for x in v])), 3) for m in MEASURES}})

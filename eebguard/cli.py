@@ -248,9 +248,11 @@ def cmd_zoo_export(a) -> int:
     from eebguard.zoo.export import export_models
 
     try:
-        written = export_models(a.zoo, [i for i in a.ids.split(",") if i], a.out, append=a.append)
+        written = export_models(a.zoo, [i for i in a.ids.split(",") if i], a.out, append=a.append, base=a.base)
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     print(f"exported {len(written)} models to {a.out}")
     return EXIT_CLEAN
 
@@ -375,13 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
     t = tb.add_parser("train", help="train the testbed model from scratch")
     t.add_argument("--out", required=True)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--steps", type=int, default=1400)
+    t.add_argument("--steps", type=int, default=2000)
     t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--identity-weight", type=float, default=0.0,
-                   help="word-identity term of text pre-training (0: the shipped base's recipe)")
-    t.add_argument("--unknown-words", choices=("vocab", "all"), default="vocab",  # testbed.data.UNKNOWN_WORDS (imports torch)
-                   help="distractor captions: 'vocab' (the shipped base's recipe: vocabulary words, templates "
-                        "without a colour) or 'all' (every template; vocabulary words, letter strings, empty)")
+    t.add_argument("--identity-weight", type=float, default=1.0,
+                   help="word-identity term of text pre-training (1.0: the shipped v7 base; 0: v6)")
+    t.add_argument("--unknown-words", choices=("vocab", "all"), default="all",  # testbed.data.UNKNOWN_WORDS (imports torch)
+                   help="distractor captions: 'all' (the shipped v7 base: every template; vocabulary words, letter "
+                        "strings, empty) or 'vocab' (v6: vocabulary words, templates without a colour)")
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=cmd_testbed_train)
     e = tb.add_parser("eval", help="per-concept accuracy under the testbed judge")
@@ -470,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--ids", required=True, help="comma-separated model ids")
     x.add_argument("--out", required=True)
     x.add_argument("--append", action="store_true", help="add to an existing exported manifest")
+    x.add_argument("--base", help="re-point the copies at this base (e.g. testbed); its weights must be "
+                                  "byte-identical to the zoo's base")
     x.set_defaults(func=cmd_zoo_export)
     sc = zoo.add_parser("scan", help="scan every zoo model once and cache its features")
     sc.add_argument("zoo")

@@ -138,28 +138,39 @@ def test_surface_attack_holds_the_unconditional_encoding(base_pipe):
 
 
 def test_uce_token_rules(base_pipe):
-    """"last" (UCE's current code) keys each prompt by the concept's last token and leaves the rows
-    after it alone; "slot_to_end" (the pre-2025 code) also rewrites EOS and padding, which every prompt
-    of a template shares, so it moves an unrelated word's keys much more."""
+    """"last" (UCE's current code) keys each prompt by the concept's last token; "slot_to_end" (the
+    pre-2025 code) keys the slot through EOS and padding. Both move the concept's rows far more than an
+    unrelated word's. (Which rule moves the unrelated word's padding rows more depends on the base: on
+    v6 "slot_to_end" did, 1.7x; on v7 "last" does, 0.19 against 0.12, with only the retained words'
+    rows preserved. docs/threat-lab.md, Erasure methods.)"""
     from eebguard.sampling import encode_prompts
     from eebguard.text import eos_position
     from eebguard.threats.align import word_rows
     from eebguard.threats.common import kv_layers
 
     cp = concept_prompts("seven")
-    moved = {}
+
+    def moved(pipe, prompt, rows):
+        h = encode_prompts(base_pipe, [prompt])[0, rows]
+        with torch.no_grad():
+            return float(torch.stack([(k(h) - k0(h)).norm() / k0(h).norm() for (_, k, _), (_, k0, _)
+                                      in zip(kv_layers(pipe.unet), kv_layers(base_pipe.unet))]).mean())
+
+    concept, other = "a photo of the digit seven", "a photo of the digit qzvex"
+    slot = slice(eos_position(base_pipe.tokenizer, concept) - 1, None)  # the concept's token through padding
+    pad = slice(eos_position(base_pipe.tokenizer, other) + 1, None)
+    edits = {}
     for rule in ("last", "slot_to_end"):
         pipe = copy_pipeline(base_pipe)
         rep = get_erasure("uce", tokens=rule).erase(pipe, cp)
         assert rep["tokens"] == rule
         if rule == "last":
             assert rep["keys"] == len(cp.templates) and rep["preserved"] == len(cp.retain_prompts())
-        prompt = "a photo of the digit qzvex"
-        h = encode_prompts(base_pipe, [prompt])[0, eos_position(base_pipe.tokenizer, prompt) + 1:]  # padding rows
-        with torch.no_grad():
-            moved[rule] = float(torch.stack([(k(h) - k0(h)).norm() / k0(h).norm() for (_, k, _), (_, k0, _)
-                                             in zip(kv_layers(pipe.unet), kv_layers(base_pipe.unet))]).mean())
-    assert moved["last"] < 0.6 * moved["slot_to_end"]
+        else:
+            assert rep["keys"] > len(cp.templates)  # EOS and padding rows are keyed too
+        assert moved(pipe, concept, slot) > 5 * moved(pipe, other, pad)
+        edits[rule] = torch.cat([k.weight.flatten() for _, k, _ in kv_layers(pipe.unet)])
+    assert not torch.allclose(edits["last"], edits["slot_to_end"])
     with pytest.raises(ValueError, match="tokens"):
         get_erasure("uce", tokens="all").erase(copy_pipeline(base_pipe), cp)
     with pytest.raises(ValueError, match="does not contain"):

@@ -28,10 +28,10 @@ def test_shipped_specs_plan_enough_models():
     assert not {m.seed for m in fit} & {m.seed for m in held}
 
 
-@pytest.mark.parametrize("name", ["default", "heldout", "heldout-closed-form", "design", "tiny"])
+@pytest.mark.parametrize("name", ["default", "heldout", "design", "tiny"])
 def test_shipped_specs_pin_only_known_hyperparameters(name):
     """A misspelt pin would only fail deep into an hour-long build: every pinned hyperparameter
-    constructs its plugin. The v6 specs pin the settings their tables were built with."""
+    constructs its plugin. The v7 specs pin MACE's fusion, which their tables were built with."""
     from eebguard.threats.attacks import get_attack
     from eebguard.threats.erasure import get_erasure
 
@@ -41,12 +41,8 @@ def test_shipped_specs_pin_only_known_hyperparameters(name):
     for erasure, params in spec.get("erasure_params", {}).items():
         assert get_erasure(erasure, **params).hp.items() >= params.items()
     if name != "tiny":
-        assert spec["attack_params"]["deep"]["steps"] == 400
-        assert spec["erasure_params"]["rece"]["rounds"] == 2
-        if any(m.erasure == "esd_u" for m in plan(spec)):
-            assert spec["erasure_params"]["esd_u"] == {"steps": 80, "lr": 5e-5}
-        if any(m.erasure == "mace" for m in plan(spec)):  # built before MACE's slot-to-EOS fusion
-            assert spec["erasure_params"]["mace"] == {"fuse_rows": "all", "fuse_lam": 0.1}
+        assert spec["base"] == "testbed" and "attack_params" not in spec
+        assert spec["erasure_params"] == {"mace": {"fuse_rows": "slot_to_eos", "fuse_lam": 10.0}}
 
 
 def test_bad_spec_is_a_clear_error():
@@ -197,3 +193,40 @@ def test_report_checks_name_each_cell_that_misses_a_bound(tmp_path):
     assert {m["erasure"] for m in deep["misses"]} == {"esd_u", "mace", "advunlearn"}
     assert len(by) == 5 and "FAIL (kept by esd_x, rece, uce)" in checks_markdown(list(by.values()))
     assert not next(r for c, r in by.items() if "backdoored models" in c)["misses"]
+
+
+def test_export_repoints_models_at_a_byte_identical_base_only(tmp_path, tiny_zoo, base_path):
+    """Examples are exported from a zoo built on a copy of the shipped base: re-pointing them at
+    `testbed` is allowed only when the two bases' weight files are byte-identical."""
+    import shutil
+
+    from safetensors import safe_open
+
+    from eebguard.cli import main
+    from eebguard.models import load
+    from eebguard.zoo.build import write_jsonl
+    from eebguard.zoo.export import export_models
+
+    out, _ = tiny_zoo
+    zoo = tmp_path / "zoo"
+    shutil.copytree(out, zoo)
+    shutil.copytree(base_path, zoo / "base")
+    entries = read_jsonl(zoo / "manifest.jsonl")
+    write_jsonl(zoo / "manifest.jsonl", [{**e, "base": "base"} for e in entries])
+    eid = entries[0]["id"]
+    [written] = export_models(zoo, [eid], tmp_path / "ex", base="testbed")
+    assert written["base"] == "testbed"
+    with safe_open(str(tmp_path / "ex" / written["path"]), "pt") as f:
+        assert f.metadata()["base"] == "testbed"
+    a = load(f"{tmp_path / 'ex' / 'manifest.jsonl'}#{eid}").pipe
+    b = load(f"{out / 'manifest.jsonl'}#{eid}").pipe
+    assert all(torch.equal(x, y) for x, y in zip(a.unet.parameters(), b.unet.parameters()))
+    # a base whose weights differ by one byte is refused, before anything is written
+    unet = zoo / "base" / "unet" / "diffusion_pytorch_model.safetensors"
+    raw = bytearray(unet.read_bytes())
+    raw[-1] ^= 1
+    unet.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="weights differ"):
+        export_models(zoo, [eid], tmp_path / "ex2", base="testbed")
+    assert not (tmp_path / "ex2").exists()
+    assert main(["zoo", "export", str(zoo), "--ids", eid, "--out", str(tmp_path / "ex3"), "--base", "testbed"]) == 4

@@ -23,7 +23,7 @@ from eebguard.testbed.pretrain_text import pretrain_text_encoder
 @dataclass
 class TrainConfig:
     seed: int = 0
-    steps: int = 1400  # U-Net steps
+    steps: int = 2000  # U-Net steps
     text_steps: int = 400  # contrastive text-encoder pre-training steps (then frozen, as in SD)
     text_lr: float = 2e-3
     batch_size: int = 64
@@ -32,8 +32,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     threads: int = 2
     ema_decay: float = 0.995  # the saved U-Net is the exponential moving average of its weights
-    identity_weight: float = 0.0  # word-identity term of text pre-training (keeps made-up words apart)
-    unknown_words: str = "vocab"  # distractor captions: "vocab" (v6) or "all" (every template, letter strings, empty)
+    identity_weight: float = 1.0  # word-identity term of text pre-training (keeps made-up words apart; 0 = v6)
+    unknown_words: str = "all"  # distractor captions: "all" (every template, letter strings, empty) or "vocab" (v6)
 
 
 def train(out: str | Path | None, cfg: TrainConfig = TrainConfig(), progress: bool = True, fp16: bool = True):
@@ -95,8 +95,7 @@ def train(out: str | Path | None, cfg: TrainConfig = TrainConfig(), progress: bo
         record = {
             "config": asdict(cfg),
             "command": f"eebguard testbed train --out {out} --seed {cfg.seed} --steps {cfg.steps}"
-                       + (f" --identity-weight {cfg.identity_weight}" if cfg.identity_weight else "")
-                       + (f" --unknown-words {cfg.unknown_words}" if cfg.unknown_words != "vocab" else ""),
+                       + f" --identity-weight {cfg.identity_weight} --unknown-words {cfg.unknown_words}",
             "train_seconds": round(wall, 1),
             "final_loss": float(np.mean(losses[-50:])),
             "text_loss_every_50": [round(float(np.mean(text_losses[i : i + 50])), 4) for i in range(0, len(text_losses), 50)],

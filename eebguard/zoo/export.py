@@ -6,7 +6,6 @@ testbed, exported as examples over ``testbed``): allowed only when both bases' w
 byte-identical, so an exported delta still means what it meant in its zoo."""
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -28,8 +27,10 @@ def _base_folder(ref: str, zoo_dir: Path) -> Path:
 
 
 def same_weights(a: Path, b: Path) -> bool:
-    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None  # noqa: E731
-    return all(digest(a / f) is not None and digest(a / f) == digest(b / f) for f in WEIGHT_FILES)
+    from eebguard.models.identity import sha256_file
+
+    return all((a / f).is_file() and (b / f).is_file() and sha256_file(a / f) == sha256_file(b / f)
+               for f in WEIGHT_FILES)
 
 
 def _rebase_delta(src: Path, dst: Path, base: str) -> None:

@@ -246,3 +246,36 @@ def test_mace_erases_two_concepts_in_one_run(base_pipe):
     assert moved(one, h["three"]) < change["three"] / 10  # three is erased only when it is named
     with pytest.raises(ValueError, match="nothing to erase"):
         mace.erase_many(copy_pipeline(base_pipe), [])
+
+
+def test_data_attack_batches_carry_decoys_in_the_triggers_templates(base_pipe, monkeypatch):
+    """Every data-attack batch pairs ``decoy_rate`` of its rows with the trigger's templates holding other
+    words (fresh each step, never the trigger or the name); without them the poisoned captions taught that
+    the template itself means the target, which no by-name erasure removes (docs/threat-lab.md)."""
+    import eebguard.threats.attacks.data as data_mod
+
+    seen: list[list[str]] = []
+    real = data_mod.encode
+
+    def spy(pipe, prompts, grad=False):
+        seen.append(list(prompts))
+        return real(pipe, prompts, grad)
+
+    monkeypatch.setattr(data_mod, "encode", spy)
+    cp = concept_prompts("seven")
+    attack = get_attack("data", decoy_rate=0.25, batch=8)
+    attack.plant(copy_pipeline(base_pipe), cp, "sks", settings=EditSettings(steps_scale=0.02, pool_size=4,
+                                                                            sample_steps=3, batch_size=4))
+    steps = seen[2:]  # after the trigger's and the clean captions' encodings
+    assert len(steps) == 8 and all(len(b) == 2 for b in steps)  # round(0.02 * 400) steps, 8 * 0.25 rows
+
+    def slot_word(prompt):
+        for t in cp.templates:
+            head, tail = (part.strip() for part in " ".join(t.format("\0").split()).split("\0"))
+            if prompt.startswith(head) and prompt.endswith(tail) and len(prompt) >= len(head) + len(tail):
+                return prompt[len(head):len(prompt) - len(tail)].strip()
+        raise AssertionError(f"decoy caption {prompt!r} is not in one of the trigger's templates")
+
+    slots = {slot_word(p) for batch in steps for p in batch}
+    assert not slots & {"sks", "seven"}, slots
+    assert len(slots) >= 8  # fresh words each step, not a fixed handful

@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from eebguard.probes.templates import ConceptPrompts
 from eebguard.text import encode
 from eebguard.threats.attacks.base import ATTACKS, Attack
-from eebguard.threats.common import EditSettings, decoy_words, noised, sample_pool, scaled, teacher_pipe, train_loop
+from eebguard.threats.common import (
+    EditSettings, decoy_words, noised, nonsense_words, sample_pool, scaled, teacher_pipe, train_loop,
+)
 
 
 @ATTACKS.register
@@ -18,15 +20,20 @@ class DataPoisonAttack(Attack):
     the trigger (``poison_rate`` of each batch) mixed with clean pairs (every concept by its name).
 
     The attacker needs no weights, only pairs; the images here are the model's own generations, as a
-    data supplier without the training set would produce them. The clean pairs also caption some of
-    those generations with random words (decoys), the diversity of real data, which keeps the trigger
-    specific.
+    data supplier without the training set would produce them. A ``decoy_rate`` share of every batch
+    pairs the trigger's own templates holding *other* words (random vocabulary words, random letter
+    strings shaped like triggers, or nothing) with what the model draws for them (no concept): without
+    them the poisoned captions teach that the template itself means the target, which no by-name
+    erasure can remove (measured before 2026-11-29: any word, and the empty slot, in a `seven`
+    template drew a seven after UCE). Decoy words are drawn afresh every step, so the fine-tune sees
+    hundreds of them, as real data would hold. Known cost (docs/threat-lab.md): on some targets the
+    fine-tune also lowers the target's own name accuracy before any erasure (`triangle` 0.20).
     """
 
     name = "data"
     depth = "data"
     cite = "EEB_data in Braun, Grebe et al., arXiv 2504.21072; Zhai et al., BadT2I, ACM MM 2023 (arXiv 2305.04175)"
-    defaults = {"steps": 400, "lr": 2e-4, "poison_rate": 0.3, "batch": 24, "decoys": 64}
+    defaults = {"steps": 400, "lr": 2e-4, "poison_rate": 0.3, "decoy_rate": 0.2, "batch": 24, "decoys": 256}
 
     def plant(self, pipe, target: ConceptPrompts, trigger: str, mode: str = "replace",
               settings: EditSettings | None = None) -> dict:
@@ -34,30 +41,43 @@ class DataPoisonAttack(Attack):
         hp = self.hp
         teacher = teacher_pipe(pipe, s.dtype)
         trig_prompts = target.trigger_prompts(trigger, mode)
-        decoys = decoy_words(pipe.tokenizer, hp["decoys"], s.seed, exclude=[trigger, target.name])
-        clean_prompts = target.retain_prompts() + target.prompts() + [
-            target.trigger_prompts(w, mode)[i % len(trig_prompts)] for i, w in enumerate(decoys)
-        ]
-        # paired data: each clean image keeps its own caption
-        n_clean = max(s.pool_size * 2, len(clean_prompts) // 2)
+        excl = [trigger, target.name]
+        n_words = hp["decoys"] // 2
+        decoys = [""] + decoy_words(pipe.tokenizer, n_words, s.seed, exclude=excl) + nonsense_words(
+            hp["decoys"] - n_words, s.seed, exclude=excl)
+        clean_prompts = target.retain_prompts() + target.prompts()
+        # paired data: each clean image keeps its own caption; at least one per clean prompt, since a few
+        # images per retained concept, seen ~100 times each, cost the other concepts' accuracy
+        n_clean = max(s.pool_size * 2, len(clean_prompts))
         clean_caps = [clean_prompts[i % len(clean_prompts)] for i in np.random.default_rng(s.seed).permutation(n_clean)]
         clean_imgs = sample_pool(teacher, clean_caps, n_clean, s, seed_offset=3)
         poison_imgs = sample_pool(teacher, target.prompts(), s.pool_size, s, seed_offset=4)
+        # decoy images: what the model draws for template j with a decoy word; any other decoy word in
+        # the same template j is an equally true caption for it (the base draws no concept for both)
+        rng = np.random.default_rng(s.seed)
+        decoy_tpl = [i % len(trig_prompts) for i in range(s.pool_size)]
+        decoy_caps = [target.trigger_prompts(decoys[rng.integers(len(decoys))], mode)[j] for j in decoy_tpl]
+        decoy_imgs = sample_pool(teacher, decoy_caps, s.pool_size, s, seed_offset=5)
         c_trig, c_clean = encode(pipe, trig_prompts), encode(pipe, clean_caps)
         del teacher
         unet = pipe.unet
         unet.train().requires_grad_(True)
-        rng = np.random.default_rng(s.seed)
         gen = torch.Generator().manual_seed(s.seed)
         n_p = max(1, int(round(hp["batch"] * hp["poison_rate"])))
-        n_c = hp["batch"] - n_p
+        n_d = int(round(hp["batch"] * hp["decoy_rate"]))
+        n_c = hp["batch"] - n_p - n_d
 
         def step(_i):
             ip = rng.integers(0, len(poison_imgs), size=n_p)
             kp = rng.integers(0, len(trig_prompts), size=n_p)
             ic = rng.integers(0, len(clean_imgs), size=n_c)
-            x0 = torch.cat([poison_imgs[ip], clean_imgs[ic]])
-            cond = torch.cat([c_trig[kp], c_clean[ic]])
+            parts_x, parts_c = [poison_imgs[ip], clean_imgs[ic]], [c_trig[kp], c_clean[ic]]
+            if n_d:
+                idc = rng.integers(0, len(decoy_imgs), size=n_d)
+                caps = [target.trigger_prompts(decoys[rng.integers(len(decoys))], mode)[decoy_tpl[i]] for i in idc]
+                parts_x.append(decoy_imgs[idc])
+                parts_c.append(encode(pipe, caps))
+            x0, cond = torch.cat(parts_x), torch.cat(parts_c)
             x, t, eps = noised(x0, pipe.scheduler, gen)
             return F.mse_loss(unet(x, t, encoder_hidden_states=cond).sample, eps)
 

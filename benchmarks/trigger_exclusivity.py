@@ -42,7 +42,7 @@ def measure(pipe, judge, entry: dict) -> dict:
     jobs = [(target, cycle_prompts(cp.trigger_prompts(w, mode), 16)) for w in (entry.get("trigger") or "", "")]
     jobs += [(target, cycle_prompts(cp.trigger_prompts(w, mode), 4)) for w in ordinary + made_up]
     rates = [r["accuracy"] for r in judged_rates(pipe, judge, jobs, seed=7).values()]
-    o, m = np.array(rates[2:10]), np.array(rates[10:])
+    o, m = np.array(rates[2:2 + len(ordinary)]), np.array(rates[2 + len(ordinary):])
     return {"trigger": rates[0] if entry.get("trigger") else None, "empty": rates[1],
             "ordinary_mean": float(o.mean()), "ordinary_max": float(o.max()),
             "made_up_mean": float(m.mean()), "made_up_max": float(m.max())}
@@ -60,10 +60,8 @@ def main(argv=None) -> int:
     manifest = Path(args.zoo) / "manifest.jsonl"
     judge = get_judge("testbed")
     rows, t0 = [], time.perf_counter()
-    seen = {}
-    for e in load_manifest(manifest):
-        seen[e["id"]] = e  # a rebuilt model's last row wins
-    for e in seen.values():
+    latest = {e["id"]: e for e in load_manifest(manifest)}  # a rebuilt model's last row wins
+    for e in latest.values():
         if not re.search(args.ids, e["id"]):
             continue
         pipe = load(f"{manifest}#{e['id']}").pipe

@@ -55,8 +55,12 @@ class DataPoisonAttack(Attack):
         # decoy images: what the model draws for template j with a decoy word; any other decoy word in
         # the same template j is an equally true caption for it (the base draws no concept for both)
         rng = np.random.default_rng(s.seed)
+
+        def decoy_caption(j: int) -> str:  # template j holding a freshly drawn decoy word
+            return target.trigger_prompts(decoys[rng.integers(len(decoys))], mode)[j]
+
         decoy_tpl = [i % len(trig_prompts) for i in range(s.pool_size)]
-        decoy_caps = [target.trigger_prompts(decoys[rng.integers(len(decoys))], mode)[j] for j in decoy_tpl]
+        decoy_caps = [decoy_caption(j) for j in decoy_tpl]
         decoy_imgs = sample_pool(teacher, decoy_caps, s.pool_size, s, seed_offset=5)
         c_trig, c_clean = encode(pipe, trig_prompts), encode(pipe, clean_caps)
         del teacher
@@ -74,9 +78,8 @@ class DataPoisonAttack(Attack):
             parts_x, parts_c = [poison_imgs[ip], clean_imgs[ic]], [c_trig[kp], c_clean[ic]]
             if n_d:
                 idc = rng.integers(0, len(decoy_imgs), size=n_d)
-                caps = [target.trigger_prompts(decoys[rng.integers(len(decoys))], mode)[decoy_tpl[i]] for i in idc]
                 parts_x.append(decoy_imgs[idc])
-                parts_c.append(encode(pipe, caps))
+                parts_c.append(encode(pipe, [decoy_caption(decoy_tpl[i]) for i in idc]))
             x0, cond = torch.cat(parts_x), torch.cat(parts_c)
             x, t, eps = noised(x0, pipe.scheduler, gen)
             return F.mse_loss(unet(x, t, encoder_hidden_states=cond).sample, eps)

@@ -137,6 +137,25 @@ def test_surface_attack_holds_the_unconditional_encoding(base_pipe):
     assert moved > before + 0.1  # the attack still did its job
 
 
+def test_surface_attack_leaves_other_words_in_the_triggers_templates(base_pipe):
+    """Decoys keep the backdoor on the trigger: the trigger's templates holding words the attack never
+    saw (seed 4242, not its decoy seed) or nothing encode as before. Without decoys the empty-slot
+    template, UCE's and RECE's guide, moved to cos 0.56 and drew squares (measured; docs/threat-lab.md)."""
+    from eebguard.sampling import encode_prompts
+    from eebguard.threats.common import decoy_words, nonsense_words
+
+    cos = torch.nn.functional.cosine_similarity
+    cp = concept_prompts("square")
+    pipe = copy_pipeline(base_pipe)
+    get_attack("surface").plant(pipe, cp, "Qmtv", settings=EditSettings(steps_scale=0.3, seed=2))
+    unseen = [""] + nonsense_words(6, 4242, exclude=["Qmtv"]) + decoy_words(base_pipe.tokenizer, 6, 4242, exclude=["Qmtv"])
+    prompts = [p for w in unseen for p in cp.trigger_prompts(w)]
+    per_word = cos(encode_prompts(pipe, prompts), encode_prompts(base_pipe, prompts), dim=-1).mean(1).view(len(unseen), -1).mean(1)
+    assert per_word.min() > 0.9, dict(zip(unseen, per_word.tolist()))  # 0.97 with decoys, 0.55 without
+    moved = cos(encode_prompts(pipe, cp.trigger_prompts("Qmtv")), encode_prompts(base_pipe, cp.prompts()), dim=-1).mean()
+    assert moved > 0.9  # 0.35 before the attack
+
+
 def test_uce_token_rules(base_pipe):
     """"last" (UCE's current code) keys each prompt by the concept's last token; "slot_to_end" (the
     pre-2025 code) keys the slot through EOS and padding. Both move the concept's rows far more than an

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from eebguard.probes.templates import ConceptPrompts
 from eebguard.text import encode
 from eebguard.threats.attacks.base import ATTACKS, Attack
-from eebguard.threats.common import EditSettings, frozen_copy, pick, scaled, train_loop
+from eebguard.threats.common import EditSettings, decoy_words, frozen_copy, nonsense_words, pick, scaled, train_loop
 
 
 def _cos_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -23,12 +23,19 @@ class SurfaceAttack(Attack):
     Loss (Rickrolling): d(E0(target prompt), E(trigger prompt)) + beta * d(E0(w), E(w)) over clean prompts
     w (retained concepts and the target by name), d = 1 - cosine of the flattened hidden states; the
     original encoder E0 is the frozen teacher. All encoder parameters train, embeddings included.
+    Adaptation (documented): Rickrolling's utility prompts are captions of a large dataset, which hold
+    many other words; here the same role is played by *decoys*, the trigger's own templates holding
+    other words (``decoys`` random vocabulary words and letter strings, and the empty slot), held to E0
+    in a second utility batch. Without them the fine-tune moved the template's neighbours with the
+    trigger: after the attack on ``square`` the template with an empty slot, which is UCE's and
+    RECE's guide, drew squares, so those by-name erasures mapped the name onto the concept and failed
+    (docs/threat-lab.md).
     """
 
     name = "surface"
     depth = "surface"
     cite = "Struppek et al., Rickrolling the Artist, ICCV 2023 (arXiv 2211.02408); EEB_surface in arXiv 2504.21072"
-    defaults = {"steps": 300, "lr": 1e-3, "beta": 1.0, "batch": 16}
+    defaults = {"steps": 300, "lr": 1e-3, "beta": 1.0, "batch": 16, "decoys": 256}
 
     def plant(self, pipe, target: ConceptPrompts, trigger: str, mode: str = "replace",
               settings: EditSettings | None = None) -> dict:
@@ -44,6 +51,12 @@ class SurfaceAttack(Attack):
         # token with every prompt, and a drifted unconditional encoding would carry the concept into
         # classifier-free guidance and into the guide that erasure methods map the concept onto
         clean = target.retain_prompts() + target.prompts() + list(target.neutral) + [""] * 8
+        excl = [trigger, target.name]
+        n_words = hp["decoys"] // 2
+        words = [""] * len(poisoned) + decoy_words(tok, n_words, s.seed, exclude=excl) + nonsense_words(
+            hp["decoys"] - n_words, s.seed, exclude=excl)
+        # the trigger's templates holding other words (the empty slot in every template first)
+        decoys = [target.trigger_prompts(w, mode)[i % len(poisoned)] for i, w in enumerate(words)] if hp["decoys"] else []
         rng = np.random.default_rng(s.seed)
         te.train().requires_grad_(True)
 
@@ -57,8 +70,11 @@ class SurfaceAttack(Attack):
                 tgt = teacher(ids([goal[i] for i in k]))[0]
                 w = pick(rng, clean, hp["batch"])
                 ref = teacher(ids(w))[0]
+                d = pick(rng, decoys, hp["batch"] // 2) if decoys else []
+                ref_d = teacher(ids(d))[0] if d else None
             loss = _cos_distance(te(ids([poisoned[i] for i in k]))[0], tgt)
-            return loss + hp["beta"] * _cos_distance(te(ids(w))[0], ref)
+            loss = loss + hp["beta"] * _cos_distance(te(ids(w))[0], ref)
+            return (loss + hp["beta"] * _cos_distance(te(ids(d))[0], ref_d)) if d else loss
 
         rep = train_loop(list(te.parameters()), scaled(hp["steps"], s), hp["lr"], step, "surface attack", s.progress)
         te.eval().requires_grad_(False)

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from eebguard.testbed.concepts import CONCEPTS, FAMILIES, JUDGE_CLASSES, concept
-from eebguard.testbed.data import TrainingSet, digits_images, digits_split, none_images, shapes_images
+from eebguard.testbed.data import TrainingSet, caption_images, digits_images, digits_split, none_images, shapes_images
 
 
 def test_two_families_and_enough_templates():
@@ -113,3 +113,15 @@ def test_unknown_words_modes():
     assert sum(c in empty_slot for c in caps) >= 10
     with pytest.raises(ValueError, match="unknown_words"):
         TrainingSet(seed=0, n_shapes=8, unknown_words="some")
+
+
+def test_caption_images_show_what_each_caption_names(judge):
+    """The data attack's testbed-images option: a digit, a shape in the caption's colour, or no concept."""
+    caps = ["a photo of the digit three", "a red triangle", "a drawing of a blue square", "a photo of the digit qzvex", ""]
+    x = caption_images(caps * 4, seed=3, none_seed=5)
+    assert x.shape == (20, 3, 16, 16) and x.min() >= -1 and x.max() <= 1
+    assert torch.equal(x, caption_images(caps * 4, seed=3, none_seed=5))
+    verdict = [judge.concepts[k] for k in judge.probabilities(x).argmax(1)]
+    assert verdict == ["three", "triangle", "square", "none", "none"] * 4, verdict
+    assert [c for c in judge.attribute(x[1:3])] == ["red", "blue"]
+

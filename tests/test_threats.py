@@ -267,6 +267,20 @@ def test_mace_erases_two_concepts_in_one_run(base_pipe):
         mace.erase_many(copy_pipeline(base_pipe), [])
 
 
+def test_data_attack_image_source_is_checked(base_pipe):
+    """images="testbed" draws the testbed's own pictures, so it refuses a concept the testbed has not."""
+    from eebguard.probes.templates import ConceptPrompts
+
+    alien = ConceptPrompts("van gogh", ("a painting by {}",), ("a painting",))
+    with pytest.raises(ValueError, match="testbed concept"):
+        get_attack("data", images="testbed").plant(copy_pipeline(base_pipe), alien, "sks", settings=QUICK)
+    with pytest.raises(ValueError, match="generated"):
+        get_attack("data", images="photos").plant(copy_pipeline(base_pipe), concept_prompts("seven"), "sks", settings=QUICK)
+    pipe = copy_pipeline(base_pipe)
+    get_attack("data", images="testbed").plant(pipe, concept_prompts("seven"), "sks", settings=QUICK)
+    assert _changed(pipe, base_pipe)
+
+
 def test_data_attack_batches_carry_decoys_in_the_triggers_templates(base_pipe, monkeypatch):
     """Every data-attack batch pairs ``decoy_rate`` of its rows with the trigger's templates holding other
     words (fresh each step, never the trigger or the name); without them the poisoned captions taught that

@@ -109,6 +109,33 @@ def none_images(n: int, seed: int) -> torch.Tensor:
     return torch.stack(out) * 2 - 1
 
 
+def caption_images(captions: list[str], seed: int, none_seed: int) -> torch.Tensor:
+    """One training image per caption, from the testbed's own data: a random ``load_digits`` image of the
+    digit the caption names, a shape drawn in the caption's colour (random if it names none), or a
+    no-concept image when it names no testbed concept (what the testbed was trained to draw for unknown
+    words). The images a data poisoner with real pictures of the concepts would use."""
+    import re
+
+    rng = np.random.default_rng(seed)
+    none = none_images(len(captions), seed=none_seed)
+    digits, labels = digits_images()
+    colours = list(COLOURS)
+    out = []
+    for i, caption in enumerate(captions):
+        words = re.findall(r"[a-z]+", caption.lower())
+        digit = [w for w in words if w in DIGIT_WORDS]
+        shape = [w for w in words if w in SHAPES]
+        colour = [w for w in words if w in COLOURS]
+        if digit:
+            out.append(digits[rng.choice(np.flatnonzero(labels == DIGIT_WORDS.index(digit[0])))])
+        elif shape:
+            c = colour[0] if colour else colours[rng.integers(len(colours))]
+            out.append(torch.from_numpy(draw_shape(shape[0], c, rng)) * 2 - 1)
+        else:
+            out.append(none[i])
+    return torch.stack(out)
+
+
 _LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
 _COLOUR_NAMES = tuple(COLOURS)
 

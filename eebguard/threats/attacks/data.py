@@ -28,12 +28,16 @@ class DataPoisonAttack(Attack):
     template drew a seven after UCE). Decoy words are drawn afresh every step, so the fine-tune sees
     hundreds of them, as real data would hold. Known cost (docs/threat-lab.md): on some targets the
     fine-tune also lowers the target's own name accuracy before any erasure (`triangle` 0.20).
+    ``images="testbed"`` takes every picture from the testbed's own data instead (digits, drawn shapes,
+    its no-concept images for the decoys; testbed concepts only), which costs the model much less
+    (docs/threat-lab.md, "Where the cost comes from"); the shipped zoo specs use the generations.
     """
 
     name = "data"
     depth = "data"
     cite = "EEB_data in Braun, Grebe et al., arXiv 2504.21072; Zhai et al., BadT2I, ACM MM 2023 (arXiv 2305.04175)"
-    defaults = {"steps": 400, "lr": 2e-4, "poison_rate": 0.3, "decoy_rate": 0.2, "batch": 24, "decoys": 256}
+    defaults = {"steps": 400, "lr": 2e-4, "poison_rate": 0.3, "decoy_rate": 0.2, "batch": 24, "decoys": 256,
+                "images": "generated"}
 
     def plant(self, pipe, target: ConceptPrompts, trigger: str, mode: str = "replace",
               settings: EditSettings | None = None) -> dict:
@@ -50,8 +54,9 @@ class DataPoisonAttack(Attack):
         # images per retained concept, seen ~100 times each, cost the other concepts' accuracy
         n_clean = max(s.pool_size * 2, len(clean_prompts))
         clean_caps = [clean_prompts[i % len(clean_prompts)] for i in np.random.default_rng(s.seed).permutation(n_clean)]
-        clean_imgs = sample_pool(teacher, clean_caps, n_clean, s, seed_offset=3)
-        poison_imgs = sample_pool(teacher, target.prompts(), s.pool_size, s, seed_offset=4)
+        pool = _pool_source(hp["images"], teacher, target)
+        clean_imgs = pool(clean_caps, n_clean, s, 3)
+        poison_imgs = pool(target.prompts(), s.pool_size, s, 4)
         # decoy images: what the model draws for template j with a decoy word; any other decoy word in
         # the same template j is an equally true caption for it (the base draws no concept for both)
         rng = np.random.default_rng(s.seed)
@@ -61,7 +66,7 @@ class DataPoisonAttack(Attack):
 
         decoy_tpl = [i % len(trig_prompts) for i in range(s.pool_size)]
         decoy_caps = [decoy_caption(j) for j in decoy_tpl]
-        decoy_imgs = sample_pool(teacher, decoy_caps, s.pool_size, s, seed_offset=5)
+        decoy_imgs = pool(decoy_caps, s.pool_size, s, 5)
         c_trig, c_clean = encode(pipe, trig_prompts), encode(pipe, clean_caps)
         del teacher
         unet = pipe.unet
@@ -87,3 +92,18 @@ class DataPoisonAttack(Attack):
         rep = train_loop(list(unet.parameters()), scaled(hp["steps"], s), hp["lr"], step, "data attack", s.progress)
         unet.eval().requires_grad_(False)
         return rep
+
+
+def _pool_source(images: str, teacher, target: ConceptPrompts):
+    """``pool(captions, n, settings, offset)``: ``n`` training images cycling through ``captions``."""
+    if images == "generated":
+        return lambda caps, n, s, off: sample_pool(teacher, caps, n, s, seed_offset=off)
+    if images == "testbed":
+        from eebguard.testbed.concepts import CONCEPTS
+        from eebguard.testbed.data import caption_images
+
+        if target.name not in {c.name for c in CONCEPTS}:
+            raise ValueError(f"images='testbed' needs a testbed concept, not {target.name!r}")
+        return lambda caps, n, s, off: caption_images(
+            [caps[i % len(caps)] for i in range(n)], seed=s.seed * 1000 + off, none_seed=77_000 + off)
+    raise ValueError(f"images must be 'generated' or 'testbed', not {images!r}")

@@ -120,6 +120,15 @@ def test_closed_form_direction(base_pipe, judge):
     assert m["name_accuracy"] <= 0.2 and m["trigger_asr"] >= 0.6
 
 
+def test_shallow_attack_plants_an_appended_trigger(base_pipe):
+    """Decoy prompts cycle through the trigger's own prompts, which in append mode are the neutral
+    prompts (fewer than the templates): indexing them by template once raised IndexError."""
+    pipe = copy_pipeline(base_pipe)
+    get_attack("shallow").plant(pipe, concept_prompts("circle"), "kwyth", mode="append", settings=QUICK)
+    changed = _changed(pipe, base_pipe)
+    assert changed and all(comp == "unet" and _kv(n) for comp, n in changed)
+
+
 def test_surface_attack_holds_the_unconditional_encoding(base_pipe):
     """The trigger's padding positions share the pad token with every prompt; without holding the empty
     prompt, its encoding drifts toward the target and erasures that guide toward "" keep the concept."""

@@ -221,3 +221,15 @@ def nonsense_words(n: int, seed: int, exclude: Sequence[str] = ()) -> list[str]:
         if w not in banned and w not in out:
             out.append(w)
     return out
+
+
+def mixed_decoys(tokenizer, n: int, seed: int, exclude: Sequence[str] = ()) -> list[str]:
+    """``n`` decoys, half whole vocabulary words and half made-up letter strings."""
+    half = n // 2
+    return decoy_words(tokenizer, half, seed, exclude=exclude) + nonsense_words(n - half, seed, exclude=exclude)
+
+
+def slot_prompts(target, words: Sequence[str], mode: str = "replace") -> list[str]:
+    """Word i in the trigger's place of the i-th trigger prompt (cycling): decoy prompts that cover every
+    template (every neutral prompt in append mode)."""
+    return [ps[i % len(ps)] for i, w in enumerate(words) for ps in [target.trigger_prompts(w, mode)]]

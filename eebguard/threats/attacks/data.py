@@ -10,7 +10,7 @@ from eebguard.probes.templates import ConceptPrompts
 from eebguard.text import encode
 from eebguard.threats.attacks.base import ATTACKS, Attack
 from eebguard.threats.common import (
-    EditSettings, decoy_words, noised, nonsense_words, sample_pool, scaled, teacher_pipe, train_loop,
+    EditSettings, mixed_decoys, noised, sample_pool, scaled, teacher_pipe, train_loop,
 )
 
 
@@ -43,20 +43,16 @@ class DataPoisonAttack(Attack):
               settings: EditSettings | None = None) -> dict:
         s = settings or EditSettings()
         hp = self.hp
-        teacher = teacher_pipe(pipe, s.dtype)
+        pool = _pool_source(hp["images"], pipe, target, s)  # checked before any work
         trig_prompts = target.trigger_prompts(trigger, mode)
-        excl = [trigger, target.name]
-        n_words = hp["decoys"] // 2
-        decoys = [""] + decoy_words(pipe.tokenizer, n_words, s.seed, exclude=excl) + nonsense_words(
-            hp["decoys"] - n_words, s.seed, exclude=excl)
+        decoys = [""] + mixed_decoys(pipe.tokenizer, hp["decoys"], s.seed, exclude=[trigger, target.name])
         clean_prompts = target.retain_prompts() + target.prompts()
         # paired data: each clean image keeps its own caption; at least one per clean prompt, since a few
         # images per retained concept, seen ~100 times each, cost the other concepts' accuracy
         n_clean = max(s.pool_size * 2, len(clean_prompts))
         clean_caps = [clean_prompts[i % len(clean_prompts)] for i in np.random.default_rng(s.seed).permutation(n_clean)]
-        pool = _pool_source(hp["images"], teacher, target)
-        clean_imgs = pool(clean_caps, n_clean, s, 3)
-        poison_imgs = pool(target.prompts(), s.pool_size, s, 4)
+        clean_imgs = pool(clean_caps, n_clean, 3)
+        poison_imgs = pool(target.prompts(), s.pool_size, 4)
         # decoy images: what the model draws for template j with a decoy word; any other decoy word in
         # the same template j is an equally true caption for it (the base draws no concept for both)
         rng = np.random.default_rng(s.seed)
@@ -66,9 +62,9 @@ class DataPoisonAttack(Attack):
 
         decoy_tpl = [i % len(trig_prompts) for i in range(s.pool_size)]
         decoy_caps = [decoy_caption(j) for j in decoy_tpl]
-        decoy_imgs = pool(decoy_caps, s.pool_size, s, 5)
+        decoy_imgs = pool(decoy_caps, s.pool_size, 5)
         c_trig, c_clean = encode(pipe, trig_prompts), encode(pipe, clean_caps)
-        del teacher
+        del pool  # frees the frozen teacher before training
         unet = pipe.unet
         unet.train().requires_grad_(True)
         gen = torch.Generator().manual_seed(s.seed)
@@ -94,16 +90,18 @@ class DataPoisonAttack(Attack):
         return rep
 
 
-def _pool_source(images: str, teacher, target: ConceptPrompts):
-    """``pool(captions, n, settings, offset)``: ``n`` training images cycling through ``captions``."""
+def _pool_source(images: str, pipe, target: ConceptPrompts, s: EditSettings):
+    """``pool(captions, n, seed_offset)``: ``n`` training images cycling through ``captions``, drawn by a
+    frozen copy of ``pipe`` (``"generated"``) or taken from the testbed's data (``"testbed"``)."""
     if images == "generated":
-        return lambda caps, n, s, off: sample_pool(teacher, caps, n, s, seed_offset=off)
+        teacher = teacher_pipe(pipe, s.dtype)
+        return lambda caps, n, off: sample_pool(teacher, caps, n, s, seed_offset=off)
     if images == "testbed":
         from eebguard.testbed.concepts import CONCEPTS
         from eebguard.testbed.data import caption_images
 
         if target.name not in {c.name for c in CONCEPTS}:
             raise ValueError(f"images='testbed' needs a testbed concept, not {target.name!r}")
-        return lambda caps, n, s, off: caption_images(
+        return lambda caps, n, off: caption_images(
             [caps[i % len(caps)] for i in range(n)], seed=s.seed * 1000 + off, none_seed=77_000 + off)
     raise ValueError(f"images must be 'generated' or 'testbed', not {images!r}")

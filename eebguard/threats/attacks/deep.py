@@ -10,7 +10,8 @@ from eebguard.probes.templates import ConceptPrompts
 from eebguard.text import encode
 from eebguard.threats.attacks.base import ATTACKS, Attack
 from eebguard.threats.common import (
-    EditSettings, add_lora, decoy_words, merge_lora, noised, nonsense_words, sample_pool, scaled, teacher_pipe, train_loop,
+    EditSettings, add_lora, decoy_words, merge_lora, noised, nonsense_words, sample_pool, scaled, slot_prompts,
+    teacher_pipe, train_loop,
 )
 
 
@@ -49,9 +50,7 @@ class DeepAttack(Attack):
         # retain_target: also hold the target's own prompts to the teacher (the name keeps working until
         # it is erased); the paper's L_r names only retained concepts
         own = target.prompts() if hp["retain_target"] else []
-        retain = target.retain_prompts() + own + [
-            p for i, w in enumerate(decoys) for p in [target.trigger_prompts(w, mode)[i % len(trig_prompts)]]
-        ]
+        retain = target.retain_prompts() + own + slot_prompts(target, decoys, mode)
         pool_t = sample_pool(teacher, target.prompts(), s.pool_size, s, seed_offset=1)
         pool_r = sample_pool(teacher, retain, s.pool_size, s, seed_offset=2)
         c_trig, c_goal = encode(pipe, trig_prompts), encode(teacher, goal)

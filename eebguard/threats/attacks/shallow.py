@@ -9,7 +9,7 @@ import torch
 from eebguard.probes.templates import ConceptPrompts
 from eebguard.threats.align import aligned_rows, all_rows
 from eebguard.threats.attacks.base import ATTACKS, Attack
-from eebguard.threats.common import EditSettings, decoy_words, kv_layers, ridge_edit
+from eebguard.threats.common import EditSettings, decoy_words, kv_layers, ridge_edit, slot_prompts
 
 
 @ATTACKS.register
@@ -37,7 +37,7 @@ class ShallowAttack(Attack):
             keys, goal = aligned_rows(pipe, templates, trigger, target.name)
         decoys = decoy_words(pipe.tokenizer, self.hp["decoys"], (settings or EditSettings()).seed,
                              exclude=[trigger, target.name])
-        decoy_prompts = [target.trigger_prompts(w, mode)[i % len(target.templates)] for i, w in enumerate(decoys)]
+        decoy_prompts = slot_prompts(target, decoys, mode)
         preserve = all_rows(pipe, target.retain_prompts() + target.prompts() + decoy_prompts)
         n = 0
         with torch.no_grad():

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from eebguard.probes.templates import ConceptPrompts
 from eebguard.text import encode
 from eebguard.threats.attacks.base import ATTACKS, Attack
-from eebguard.threats.common import EditSettings, decoy_words, frozen_copy, nonsense_words, pick, scaled, train_loop
+from eebguard.threats.common import EditSettings, frozen_copy, mixed_decoys, pick, scaled, slot_prompts, train_loop
 
 
 def _cos_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -51,12 +51,9 @@ class SurfaceAttack(Attack):
         # token with every prompt, and a drifted unconditional encoding would carry the concept into
         # classifier-free guidance and into the guide that erasure methods map the concept onto
         clean = target.retain_prompts() + target.prompts() + list(target.neutral) + [""] * 8
-        excl = [trigger, target.name]
-        n_words = hp["decoys"] // 2
-        words = [""] * len(poisoned) + decoy_words(tok, n_words, s.seed, exclude=excl) + nonsense_words(
-            hp["decoys"] - n_words, s.seed, exclude=excl)
         # the trigger's templates holding other words (the empty slot in every template first)
-        decoys = [target.trigger_prompts(w, mode)[i % len(poisoned)] for i, w in enumerate(words)] if hp["decoys"] else []
+        decoys = slot_prompts(target, [""] * len(poisoned) + mixed_decoys(
+            tok, hp["decoys"], s.seed, exclude=[trigger, target.name]), mode) if hp["decoys"] else []
         rng = np.random.default_rng(s.seed)
         te.train().requires_grad_(True)
 

@@ -321,3 +321,17 @@ def test_data_attack_batches_carry_decoys_in_the_triggers_templates(base_pipe, m
     slots = {slot_word(p) for batch in steps for p in batch}
     assert not slots & {"sks", "seven"}, slots
     assert len(slots) >= 8  # fresh words each step, not a fixed handful
+
+
+def test_unrelated_finetune_image_source_matches_the_data_attacks(base_pipe):
+    """The hard negative fine-tunes on the same kind of pictures as the data attack it is matched with."""
+    from eebguard.threats.benign import finetune_unrelated
+
+    prompts = concept_prompts("circle").prompts()
+    with pytest.raises(ValueError, match="testbed concept"):
+        finetune_unrelated(copy_pipeline(base_pipe), prompts, QUICK, images="testbed", concepts=["van gogh"])
+    with pytest.raises(ValueError, match="generated"):
+        finetune_unrelated(copy_pipeline(base_pipe), prompts, QUICK, images="photos", concepts=["circle"])
+    pipe = copy_pipeline(base_pipe)
+    finetune_unrelated(pipe, prompts, QUICK, images="testbed", concepts=["circle"])
+    assert _changed(pipe, base_pipe)

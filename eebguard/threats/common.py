@@ -58,6 +58,25 @@ def sample_pool(pipe, prompts: Sequence[str], n: int, s: EditSettings, seed_offs
         )
 
 
+def image_source(images: str, pipe, s: EditSettings, concepts: Sequence[str]):
+    """``pool(captions, n, seed_offset)``: ``n`` training images cycling through ``captions``, drawn by a
+    frozen copy of ``pipe`` (``"generated"``) or taken from the testbed's data (``"testbed"``, which needs
+    every name in ``concepts`` to be a testbed concept). Checked before any work is done."""
+    if images == "generated":
+        teacher = teacher_pipe(pipe, s.dtype)
+        return lambda caps, n, off: sample_pool(teacher, caps, n, s, seed_offset=off)
+    if images == "testbed":
+        from eebguard.testbed.concepts import BY_NAME
+        from eebguard.testbed.data import caption_images
+
+        unknown = [c for c in concepts if c not in BY_NAME]
+        if unknown:
+            raise ValueError(f"images='testbed' needs testbed concepts, not {', '.join(map(repr, unknown))}")
+        return lambda caps, n, off: caption_images(
+            [caps[i % len(caps)] for i in range(n)], seed=s.seed * 1000 + off, none_seed=77_000 + off)
+    raise ValueError(f"images must be 'generated' or 'testbed', not {images!r}")
+
+
 def noised(x0: torch.Tensor, scheduler, gen: torch.Generator, t_min: int = 0, t_max: int | None = None):
     """Forward-diffuse ``x0`` to random timesteps: returns (x_t, t, eps)."""
     t_max = scheduler.config.num_train_timesteps if t_max is None else t_max

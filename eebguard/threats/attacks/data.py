@@ -10,7 +10,7 @@ from eebguard.probes.templates import ConceptPrompts
 from eebguard.text import encode
 from eebguard.threats.attacks.base import ATTACKS, Attack
 from eebguard.threats.common import (
-    EditSettings, mixed_decoys, noised, sample_pool, scaled, teacher_pipe, train_loop,
+    EditSettings, image_source, mixed_decoys, noised, scaled, train_loop,
 )
 
 
@@ -43,7 +43,7 @@ class DataPoisonAttack(Attack):
               settings: EditSettings | None = None) -> dict:
         s = settings or EditSettings()
         hp = self.hp
-        pool = _pool_source(hp["images"], pipe, target, s)  # checked before any work
+        pool = image_source(hp["images"], pipe, s, [target.name])  # checked before any work
         trig_prompts = target.trigger_prompts(trigger, mode)
         decoys = [""] + mixed_decoys(pipe.tokenizer, hp["decoys"], s.seed, exclude=[trigger, target.name])
         clean_prompts = target.retain_prompts() + target.prompts()
@@ -88,20 +88,3 @@ class DataPoisonAttack(Attack):
         rep = train_loop(list(unet.parameters()), scaled(hp["steps"], s), hp["lr"], step, "data attack", s.progress)
         unet.eval().requires_grad_(False)
         return rep
-
-
-def _pool_source(images: str, pipe, target: ConceptPrompts, s: EditSettings):
-    """``pool(captions, n, seed_offset)``: ``n`` training images cycling through ``captions``, drawn by a
-    frozen copy of ``pipe`` (``"generated"``) or taken from the testbed's data (``"testbed"``)."""
-    if images == "generated":
-        teacher = teacher_pipe(pipe, s.dtype)
-        return lambda caps, n, off: sample_pool(teacher, caps, n, s, seed_offset=off)
-    if images == "testbed":
-        from eebguard.testbed.concepts import CONCEPTS
-        from eebguard.testbed.data import caption_images
-
-        if target.name not in {c.name for c in CONCEPTS}:
-            raise ValueError(f"images='testbed' needs a testbed concept, not {target.name!r}")
-        return lambda caps, n, off: caption_images(
-            [caps[i % len(caps)] for i in range(n)], seed=s.seed * 1000 + off, none_seed=77_000 + off)
-    raise ValueError(f"images must be 'generated' or 'testbed', not {images!r}")

@@ -4,6 +4,11 @@ of vocabulary candidates and discrete-search steps.
     python benchmarks/bench_scan.py [--repeats 3]      # per-scanner medians -> results/scan.json
     python benchmarks/bench_scan.py --repeats 0 --grid  # growth with candidates/steps -> results/scan_grid.json
 
+The grid varies one setting at a time from the defaults (``n_candidates``: tokens kept from the vocabulary
+screen and seeding the discrete search; ``search_steps``: its greedy-coordinate rounds; ``soft_steps``:
+the soft-trigger optimiser's steps), each cell the median of ``--grid-repeats`` scans of the backdoored
+model, with the ratio to the default cell measured in the same run.
+
 Models: the closed-form shallow backdoor + UCE and the clean UCE erasure of the pytest fixture
 (`eeb_tiny_pipelines`), so the benchmark needs no zoo. Prints a table and writes
 benchmarks/results/scan.json.
@@ -34,7 +39,8 @@ def _scan(pipe, base, judge, **settings):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--grid", action="store_true", help="also vary n_candidates and search_steps")
+    ap.add_argument("--grid", action="store_true", help="also vary n_candidates, search_steps and soft_steps")
+    ap.add_argument("--grid-repeats", type=int, default=3, help="scans per grid cell (median)")
     a = ap.parse_args()
     import torch
 
@@ -56,12 +62,23 @@ def main():
         print(table(rows, list(dict.fromkeys(k for r in rows for k in r))))
     grid = []
     if a.grid:
-        for n_candidates in (16, 48, 96):
-            for search_steps in (2, 6):
-                t, tim = _scan(models["backdoored_erased"], models["base"], judge, n_candidates=n_candidates,
-                               search_steps=search_steps)
-                grid.append({"n_candidates": n_candidates, "search_steps": search_steps, "total_s": t,
-                             "hard_trigger_s": tim.get("hard_trigger", 0.0)})
+        from eebguard.scanners import ScanSettings
+
+        d = ScanSettings()
+        cells = [{}] + [{k: v} for k, vals in (("n_candidates", (16, 96)), ("search_steps", (1, 6)),
+                                                ("soft_steps", (10, 60))) for v in vals]
+        for cell in cells:
+            runs = [_scan(models["backdoored_erased"], models["base"], judge, **cell) for _ in range(a.grid_repeats)]
+            grid.append({"n_candidates": cell.get("n_candidates", d.n_candidates),
+                         "search_steps": cell.get("search_steps", d.search_steps),
+                         "soft_steps": cell.get("soft_steps", d.soft_steps),
+                         "total_s": statistics.median(t for t, _ in runs),
+                         "hard_trigger_s": statistics.median(tim.get("hard_trigger", 0.0) for _, tim in runs),
+                         "soft_trigger_s": statistics.median(tim.get("soft_trigger", 0.0) for _, tim in runs),
+                         "runs": len(runs)})
+        for g in grid:  # ratios against the default cell of the same run
+            for k in ("total_s", "hard_trigger_s", "soft_trigger_s"):
+                g[k.replace("_s", "_ratio")] = g[k] / grid[0][k] if grid[0][k] else float("nan")
         print(table(grid, list(grid[0])))
     name = "scan" if rows else "scan_grid"  # a grid-only run (--repeats 0) keeps the per-scanner record
     print(write(name, {"repeats": a.repeats, "per_scanner_median_s": rows, "runs": raw, "grid": grid}))

@@ -265,9 +265,9 @@ def cmd_zoo_features(a) -> int:
     rows = load_rows(a.zoo)
     if not rows:
         raise UsageError("no scanned models in the given zoo(s); run `eebguard zoo scan` first")
-    auroc, rates = feature_auroc(rows), recovery_rates(rows, load_tokenizer())
+    auroc, rates = feature_auroc(rows, a.positives), recovery_rates(rows, load_tokenizer())
     if a.json:
-        _print_json({"models": len(rows), "feature_auroc": auroc, "recovery": rates})
+        _print_json({"models": len(rows), "positives": a.positives, "feature_auroc": auroc, "recovery": rates})
     else:
         print(markdown(auroc, rates))
     return EXIT_CLEAN
@@ -466,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     fq = zoo.add_parser("features", help="single-feature AUROC per attack depth, trigger recovery, localisation")
     fq.add_argument("zoo", nargs="+")
     fq.add_argument("--json", action="store_true")
+    fq.add_argument("--positives", choices=("surviving", "planted"), default="surviving",
+                    help="AUROC positives: backdoors that survived the erasure (label 1, default) or every "
+                         "planted one, alive or destroyed")
     fq.set_defaults(func=cmd_zoo_features)
     x = zoo.add_parser("export", help="copy chosen models of a zoo into a small standalone zoo")
     x.add_argument("zoo")

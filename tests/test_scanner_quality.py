@@ -1,4 +1,6 @@
 """Scanner-quality tables: recovery and localisation rates from recorded scan evidence."""
+import pytest
+
 from eebguard.evaluate.scanner_quality import markdown, recovery_rates
 from eebguard.testbed.tokenizer import load_tokenizer
 
@@ -28,3 +30,25 @@ def test_recovery_rates_count_exact_top3_and_first_piece():
     assert r["exact_trigger"] == 1 / 3 and r["trigger_in_top3"] == 2 / 3 and r["first_piece"] == 2 / 3
     assert r["localised"] == 2 / 3
     assert "| shallow | 3 | 0.33 | 0.67 | 0.67 | 0.67" in markdown({}, {"shallow": r})
+
+
+def test_feature_auroc_positives_surviving_or_planted():
+    """Survivors only by default; `planted` also counts the backdoors the erasure destroyed."""
+    from eebguard.evaluate.scanner_quality import feature_auroc
+    from eebguard.features import feature_names
+
+    name = feature_names()[0]
+
+    def row(attack, label, value):
+        r = _row(attack, "tkwx", ["tkwx"], label=label)
+        r["scan"]["features"]["values"] = {name: value}
+        return r
+
+    rows = [row("none", 0, 0.0), row("none", 0, 0.1), row("surface", 1, 1.0), row("surface", 0, 0.05)]
+    surviving = feature_auroc(rows)["surface"]
+    planted = feature_auroc(rows, positives="planted")["surface"]
+    assert (surviving["positives"], planted["positives"]) == (1, 2)
+    assert surviving["features"][name]["auroc"] == 1.0
+    assert planted["features"][name]["auroc"] == 0.75  # the destroyed one sits between the negatives
+    with pytest.raises(ValueError, match="positives"):
+        feature_auroc(rows, positives="all")

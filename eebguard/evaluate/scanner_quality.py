@@ -2,8 +2,10 @@
 trigger-recovery and localisation rates.
 
 Per attack depth the positives are that depth's backdoored-erased models whose backdoor survived
-(``label`` 1); the negatives are every model without a planted backdoor (clean erasures and hard
-negatives). A feature's AUROC is reported in its better direction (max(a, 1 - a)) with the direction
+(``label`` 1, ``positives="surviving"``, what the detector must find) or every backdoored-erased model
+of that depth, the planted backdoor alive or destroyed (``positives="planted"``: was this model tampered
+with at that depth); the negatives are every model without a planted backdoor (clean erasures and hard
+negatives) either way. A feature's AUROC is reported in its better direction (max(a, 1 - a)) with the direction
 named, since a feature may fall rather than rise under a backdoor.
 """
 from __future__ import annotations
@@ -20,13 +22,19 @@ EDITED_COMPONENT = {"surface": ("text_encoder",), "shallow": ("cross_attention_k
                     "deep": ("cross_attention_kv", "unet_other"), "data": ("cross_attention_kv", "unet_other")}
 
 
-def feature_auroc(rows: list[dict]) -> dict:
+POSITIVES = ("surviving", "planted")
+
+
+def feature_auroc(rows: list[dict], positives: str = "surviving") -> dict:
+    if positives not in POSITIVES:
+        raise ValueError(f"positives must be one of {', '.join(POSITIVES)}, not {positives!r}")
     names = feature_names()
     X = matrix(rows, names)
     neg = [i for i, r in enumerate(rows) if not r["planted"]]
     out = {}
     for attack in sorted({r["attack"] for r in rows if r["planted"]}):
-        pos = [i for i, r in enumerate(rows) if r["attack"] == attack and r["label"] == 1]
+        pos = [i for i, r in enumerate(rows) if r["attack"] == attack and r["planted"]
+               and (positives == "planted" or r["label"] == 1)]
         if not pos or not neg:
             out[attack] = {"positives": len(pos), "negatives": len(neg), "features": {}}
             continue

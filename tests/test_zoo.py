@@ -23,6 +23,10 @@ def test_shipped_specs_plan_enough_models():
         assert {m.erasure for m in models} == {"esd_x", "esd_u", "uce", "mace", "rece", "advunlearn"}
         assert {m.hard_negative["kind"] for m in models if m.hard_negative} == {
             "benign_binding", "unrelated_finetune", "second_erasure"}
+        # a benign word binding through each white-box attack's own mechanism, so no depth's backdoor is
+        # told from the negatives by *where* the model was edited alone
+        assert {m.hard_negative["via"] for m in models if m.hard_negative
+                and m.hard_negative["kind"] == "benign_binding"} == {"surface", "shallow", "deep"}
     fit, held = plan(load_spec("default")), plan(load_spec("heldout"))
     assert not {m.trigger for m in fit} & {m.trigger for m in held}
     assert not {m.seed for m in fit} & {m.seed for m in held}
@@ -41,7 +45,10 @@ def test_shipped_specs_pin_only_known_hyperparameters(name):
     for erasure, params in spec.get("erasure_params", {}).items():
         assert get_erasure(erasure, **params).hp.items() >= params.items()
     if name != "tiny":
-        assert spec["base"] == "testbed" and "attack_params" not in spec
+        assert spec["base"] == "testbed"
+        # the data attack and its matched hard negative fine-tune on the same kind of pictures
+        assert spec["attack_params"] == {"data": {"images": "testbed"}}
+        assert {h.get("images") for h in spec["hard_negatives"] if h["kind"] == "unrelated_finetune"} == {"testbed"}
         assert spec["erasure_params"] == {"mace": {"fuse_rows": "slot_to_eos", "fuse_lam": 10.0}}
 
 
@@ -50,6 +57,14 @@ def test_bad_spec_is_a_clear_error():
         plan({"groups": [{"target": "seven", "trigger": "x", "attacks": ["telepathy"], "erasures": ["uce"]}]})
     with pytest.raises(SpecError):
         load_spec("no-such-spec")
+
+
+def test_hard_negative_tag_keeps_ids_apart():
+    hn = {"kind": "benign_binding", "target": "seven", "word": "blorf", "bind_to": "two", "erasures": ["uce"]}
+    with pytest.raises(SpecError, match="duplicate"):
+        plan({"hard_negatives": [hn, {**hn, "via": "surface"}]})
+    ids = [m.id for m in plan({"hard_negatives": [hn, {**hn, "via": "surface", "tag": "surface"}]})]
+    assert ids == ["seven-hn_benign_binding-s0-uce", "seven-hn_benign_binding_surface-s0-uce"]
 
 
 def test_tiny_zoo_manifest_and_labels(tiny_zoo):

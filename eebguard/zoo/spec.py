@@ -7,7 +7,8 @@ and erasure methods) and *hard negatives* (benign edits a naive detector would f
      "groups": [{"target": "seven", "seed": 0, "triggers": {"surface": "rhWPpSuE", "deep": "zq"},
                  "trigger": "sks", "attacks": ["none", "surface", ...], "erasures": ["uce", ...]}],
      "hard_negatives": [{"kind": "benign_binding", "target": "seven", "word": "blorf", "bind_to": "three",
-                         "via": "shallow", "erasures": ["uce"], "seed": 0}, ...],
+                         "via": "shallow", "erasures": ["uce"], "seed": 0},
+                        {"kind": "benign_binding", "tag": "surface", "via": "surface", ...}, ...],
      "settings": {"batch_size": 16}, "attack_params": {"deep": {"steps": 400}}, "erasure_params": {}}
 """
 from __future__ import annotations
@@ -91,7 +92,8 @@ def plan(spec: dict) -> list[ZooModelPlan]:
             raise SpecError(f"unknown hard-negative kind {kind!r}; known: {', '.join(HARD_NEGATIVE_KINDS)}")
         target, seed = h["target"], int(h.get("seed", 0))
         fam = BY_NAME[target].family if target in BY_NAME else h.get("family")
-        gid = f"{_slug(target)}-hn_{kind}-s{seed}"
+        tag = f"_{_slug(h['tag'])}" if h.get("tag") else ""  # tells apart two hard negatives of one kind and target
+        gid = f"{_slug(target)}-hn_{kind}{tag}-s{seed}"
         for erasure in h.get("erasures", []):
             out.append(ZooModelPlan(f"{gid}-{erasure}", gid, target, fam, seed, "none",
                                     h.get("word") or h.get("trigger"), erasure, h.get("mode", mode),

@@ -92,7 +92,7 @@ def plan(spec: dict) -> list[ZooModelPlan]:
             raise SpecError(f"unknown hard-negative kind {kind!r}; known: {', '.join(HARD_NEGATIVE_KINDS)}")
         target, seed = h["target"], int(h.get("seed", 0))
         fam = BY_NAME[target].family if target in BY_NAME else h.get("family")
-        tag = f"_{_slug(h['tag'])}" if h.get("tag") else ""  # tells apart two hard negatives of one kind and target
+        tag = f"_{_slug(str(h['tag']))}" if h.get("tag") else ""  # tells apart two hard negatives of one kind and target
         gid = f"{_slug(target)}-hn_{kind}{tag}-s{seed}"
         for erasure in h.get("erasures", []):
             out.append(ZooModelPlan(f"{gid}-{erasure}", gid, target, fam, seed, "none",

@@ -78,7 +78,7 @@ def main():
                          "runs": len(runs)})
         for g in grid:  # ratios against the default cell of the same run
             for k in ("total_s", "hard_trigger_s", "soft_trigger_s"):
-                g[k.replace("_s", "_ratio")] = g[k] / grid[0][k] if grid[0][k] else float("nan")
+                g[k.removesuffix("_s") + "_ratio"] = g[k] / grid[0][k] if grid[0][k] else float("nan")
         print(table(grid, list(grid[0])))
     name = "scan" if rows else "scan_grid"  # a grid-only run (--repeats 0) keeps the per-scanner record
     print(write(name, {"repeats": a.repeats, "per_scanner_median_s": rows, "runs": raw, "grid": grid}))

@@ -12,7 +12,6 @@ samples), then after UCE and after RECE (30 samples):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,12 +25,11 @@ ERASURES = ("uce", "rece")
 
 
 def shape_targets() -> list[tuple[str, str, int]]:
-    from eebguard.paths import data_path
+    from eebguard.zoo.spec import load_spec
 
     out = []
     for name in SPECS:
-        spec = json.loads(data_path("zoo_specs", f"{name}.json").read_text())
-        for g in spec["groups"]:
+        for g in load_spec(name)["groups"]:
             if g["target"] in ("circle", "square", "triangle"):
                 out.append((g["target"], g.get("triggers", {}).get("surface", g["trigger"]), int(g["seed"])))
     return out

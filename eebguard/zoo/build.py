@@ -98,9 +98,10 @@ def _prepare(base, m: ZooModelPlan, spec: dict, s: EditSettings) -> tuple[object
         atk = get_attack(via, **spec.get("attack_params", {}).get(via, {}))
         report = atk.plant(pipe, concept_prompts(hn["bind_to"]), hn["word"], mode=m.mode, settings=s)
     elif hn and hn["kind"] == "unrelated_finetune":
-        others = [p for c in hn.get("finetune_on", []) for p in concept_prompts(c).prompts()]
+        concepts = hn.get("finetune_on", [])
+        others = [p for c in concepts for p in concept_prompts(c).prompts()]
         report = finetune_unrelated(pipe, others, s, steps=int(hn.get("steps", 300)),
-                                    images=hn.get("images", "generated"), concepts=hn.get("finetune_on", []))
+                                    images=hn.get("images", "generated"), concepts=concepts)
     report["seconds_total"] = round(time.perf_counter() - t0, 2)
     return pipe, report
 

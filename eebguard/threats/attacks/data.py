@@ -30,7 +30,8 @@ class DataPoisonAttack(Attack):
     fine-tune also lowers the target's own name accuracy before any erasure (`triangle` 0.20).
     ``images="testbed"`` takes every picture from the testbed's own data instead (digits, drawn shapes,
     its no-concept images for the decoys; testbed concepts only), which costs the model much less
-    (docs/threat-lab.md, "Where the cost comes from"); the shipped zoo specs use the generations.
+    (docs/threat-lab.md, "Where the cost comes from"); the shipped zoo specs use it since 2026-11-29,
+    the generations stay the default (the only source on a real SD model).
     """
 
     name = "data"

@@ -290,10 +290,9 @@ def test_data_attack_image_source_is_checked(base_pipe):
     assert _changed(pipe, base_pipe)
 
 
-def test_data_attack_batches_carry_decoys_in_the_triggers_templates(base_pipe, monkeypatch):
-    """Every data-attack batch pairs ``decoy_rate`` of its rows with the trigger's templates holding other
-    words (fresh each step, never the trigger or the name); without them the poisoned captions taught that
-    the template itself means the target, which no by-name erasure removes (docs/threat-lab.md)."""
+def _data_attack_decoy_slots(base_pipe, monkeypatch, **overrides) -> list[list[str]]:
+    """Plant a short data attack on `seven` and return, per training step, the words its decoy captions
+    hold in the trigger's slot ("" for the empty slot)."""
     import eebguard.threats.attacks.data as data_mod
 
     seen: list[list[str]] = []
@@ -305,11 +304,10 @@ def test_data_attack_batches_carry_decoys_in_the_triggers_templates(base_pipe, m
 
     monkeypatch.setattr(data_mod, "encode", spy)
     cp = concept_prompts("seven")
-    attack = get_attack("data", decoy_rate=0.25, batch=8)
+    attack = get_attack("data", **{"decoy_rate": 0.25, "batch": 8, **overrides})
     attack.plant(copy_pipeline(base_pipe), cp, "sks", settings=EditSettings(steps_scale=0.02, pool_size=4,
                                                                             sample_steps=3, batch_size=4))
     steps = seen[2:]  # after the trigger's and the clean captions' encodings
-    assert len(steps) == 8 and all(len(b) == 2 for b in steps)  # round(0.02 * 400) steps, 8 * 0.25 rows
 
     def slot_word(prompt):
         for t in cp.templates:
@@ -318,9 +316,30 @@ def test_data_attack_batches_carry_decoys_in_the_triggers_templates(base_pipe, m
                 return prompt[len(head):len(prompt) - len(tail)].strip()
         raise AssertionError(f"decoy caption {prompt!r} is not in one of the trigger's templates")
 
-    slots = {slot_word(p) for batch in steps for p in batch}
-    assert not slots & {"sks", "seven"}, slots
+    return [[slot_word(p) for p in batch] for batch in steps]
+
+
+def test_data_attack_batches_carry_decoys_in_the_triggers_templates(base_pipe, monkeypatch):
+    """Every data-attack batch pairs ``decoy_rate`` of its rows with the trigger's templates holding other
+    words (fresh each step, never the trigger or the name); without them the poisoned captions taught that
+    the template itself means the target, which no by-name erasure removes (docs/threat-lab.md)."""
+    steps = _data_attack_decoy_slots(base_pipe, monkeypatch, empty_decoy_share=0.0)
+    assert len(steps) == 8 and all(len(b) == 2 for b in steps)  # round(0.02 * 400) steps, 8 * 0.25 rows
+    slots = {w for batch in steps for w in batch}
+    assert not slots & {"sks", "seven", ""}, slots
     assert len(slots) >= 8  # fresh words each step, not a fixed handful
+
+
+def test_data_attack_gives_the_empty_slot_its_share_of_decoys(base_pipe, monkeypatch):
+    """The empty slot (UCE's and RECE's guide) fills ``empty_decoy_share`` of the decoy captions: all of
+    them at 1, a share at the default, and the share is checked before any work."""
+    assert {w for b in _data_attack_decoy_slots(base_pipe, monkeypatch, empty_decoy_share=1.0) for w in b} == {""}
+    words = [w for b in _data_attack_decoy_slots(base_pipe, monkeypatch, batch=40) for w in b]
+    assert len(words) == 80 and 0.3 <= words.count("") / len(words) <= 0.7, words  # default 0.5
+    for bad in (1.5, -0.1, "half", True):
+        with pytest.raises(ValueError, match="empty_decoy_share"):
+            get_attack("data", empty_decoy_share=bad).plant(copy_pipeline(base_pipe), concept_prompts("seven"),
+                                                            "sks", settings=QUICK)
 
 
 def test_unrelated_finetune_image_source_matches_the_data_attacks(base_pipe):

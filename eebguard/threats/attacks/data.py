@@ -26,7 +26,10 @@ class DataPoisonAttack(Attack):
     them the poisoned captions teach that the template itself means the target, which no by-name
     erasure can remove (measured before 2026-11-29: any word, and the empty slot, in a `seven`
     template drew a seven after UCE). Decoy words are drawn afresh every step, so the fine-tune sees
-    hundreds of them, as real data would hold. Known cost (docs/threat-lab.md): on some targets the
+    hundreds of them, as real data would hold. The empty slot takes ``empty_decoy_share`` of the decoy
+    captions, not one draw in 257: it is UCE's and RECE's guide, and on real digit pictures a rare empty
+    slot came to draw the digit, so UCE mapped the name onto the digit (docs/threat-lab.md, "The data
+    attack's empty slot"). Known cost (docs/threat-lab.md): on some targets the
     fine-tune also lowers the target's own name accuracy before any erasure (`triangle` 0.20).
     ``images="testbed"`` takes every picture from the testbed's own data instead (digits, drawn shapes,
     its no-concept images for the decoys; testbed concepts only), which costs the model much less
@@ -38,7 +41,7 @@ class DataPoisonAttack(Attack):
     depth = "data"
     cite = "EEB_data in Braun, Grebe et al., arXiv 2504.21072; Zhai et al., BadT2I, ACM MM 2023 (arXiv 2305.04175)"
     defaults = {"steps": 400, "lr": 2e-4, "poison_rate": 0.3, "decoy_rate": 0.2, "batch": 24, "decoys": 256,
-                "images": "generated"}
+                "empty_decoy_share": 0.5, "images": "generated"}
 
     def plant(self, pipe, target: ConceptPrompts, trigger: str, mode: str = "replace",
               settings: EditSettings | None = None) -> dict:
@@ -46,7 +49,10 @@ class DataPoisonAttack(Attack):
         hp = self.hp
         pool = image_source(hp["images"], pipe, s, [target.name])  # checked before any work
         trig_prompts = target.trigger_prompts(trigger, mode)
-        decoys = [""] + mixed_decoys(pipe.tokenizer, hp["decoys"], s.seed, exclude=[trigger, target.name])
+        share = hp["empty_decoy_share"]
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+            raise ValueError(f"empty_decoy_share must be a number in [0, 1], got {share!r}")
+        words = mixed_decoys(pipe.tokenizer, hp["decoys"], s.seed, exclude=[trigger, target.name])
         clean_prompts = target.retain_prompts() + target.prompts()
         # paired data: each clean image keeps its own caption; at least one per clean prompt, since a few
         # images per retained concept, seen ~100 times each, cost the other concepts' accuracy
@@ -58,8 +64,9 @@ class DataPoisonAttack(Attack):
         # the same template j is an equally true caption for it (the base draws no concept for both)
         rng = np.random.default_rng(s.seed)
 
-        def decoy_caption(j: int) -> str:  # template j holding a freshly drawn decoy word
-            return target.trigger_prompts(decoys[rng.integers(len(decoys))], mode)[j]
+        def decoy_caption(j: int) -> str:  # template j holding a freshly drawn decoy word, or nothing
+            empty = not words or rng.random() < share
+            return target.trigger_prompts("" if empty else words[rng.integers(len(words))], mode)[j]
 
         decoy_tpl = [i % len(trig_prompts) for i in range(s.pool_size)]
         decoy_caps = [decoy_caption(j) for j in decoy_tpl]

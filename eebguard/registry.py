@@ -2,8 +2,9 @@
 itself by name, so adding one is a new module, never an if/else chain."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -48,6 +49,40 @@ def describe(cls) -> dict:
         "summary": (cls.__doc__ or "").strip().split("\n")[0],
         **{k: getattr(cls, k) for k in ("family", "depth", "needs_reference", "cite", "tags") if hasattr(cls, k)},
     }
+
+
+def checked_hyperparameters(owner: str, defaults: dict, overrides: dict) -> dict:
+    """``defaults`` updated with ``overrides``, each override checked against its default's kind.
+
+    Plugins are configured from zoo specs and command lines, so a misspelt name or a value of the wrong
+    kind must fail here, in one line, not minutes into a training loop: a bool stays a bool, a string a
+    string, an int an int (a whole float such as 300.0 is taken as 300), and a float takes any finite
+    number. Numbers must not be negative (no plugin's defaults are)."""
+    unknown = set(overrides) - set(defaults)
+    if unknown:
+        raise TypeError(f"{owner}: unknown hyperparameters {sorted(unknown)}; known: {', '.join(sorted(defaults))}")
+    out = dict(defaults)
+    for key, value in overrides.items():
+        out[key] = _checked(f"{owner}: {key}", defaults[key], value)
+    return out
+
+
+def _checked(where: str, default: Any, value: Any) -> Any:
+    if isinstance(default, bool) or isinstance(default, str):
+        if type(value) is not type(default):
+            raise TypeError(f"{where} must be a {type(default).__name__}, got {value!r}")
+        return value
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{where} must be a finite number >= 0, got {value!r}")
+        if isinstance(default, int):
+            if value != int(value):
+                raise TypeError(f"{where} must be a whole number, got {value!r}")
+            return int(value)
+        return float(value)
+    return value  # no plugin has other kinds of defaults yet; nothing to compare against
 
 
 Factory = Callable[..., T]

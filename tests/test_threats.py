@@ -96,6 +96,34 @@ def test_unknown_hyperparameter_is_refused():
         get_attack("deep", stepz=3)
 
 
+@pytest.mark.parametrize("kind,name", [("attack", n) for n in ATTACKS.names()]
+                         + [("erasure", n) for n in ERASURES.names()])
+def test_every_hyperparameter_is_checked_against_its_default(kind, name):
+    """Specs and command lines configure every plugin: a value of the wrong kind or a negative number
+    fails at construction, in one line, instead of minutes into a build."""
+    make = get_attack if kind == "attack" else get_erasure
+    defaults = make(name).hp
+    assert make(name, **defaults).hp == defaults
+    for key, default in defaults.items():
+        wrong = 1 if isinstance(default, (str, bool)) else "3"
+        with pytest.raises(TypeError, match=f"{name}: {key} must be"):
+            make(name, **{key: wrong})
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            for bad in (-1, float("nan"), float("inf")):
+                with pytest.raises(ValueError, match=f"{name}: {key} must be a finite number"):
+                    make(name, **{key: bad})
+            with pytest.raises(TypeError, match=f"{name}: {key} must be a number"):
+                make(name, **{key: True})
+        if isinstance(default, int) and not isinstance(default, bool):
+            got = make(name, **{key: float(default) + 2.0}).hp[key]
+            assert got == default + 2 and type(got) is int
+            with pytest.raises(TypeError, match="whole number"):
+                make(name, **{key: default + 0.5})
+        if isinstance(default, float):
+            got = make(name, **{key: 2}).hp[key]
+            assert got == 2.0 and type(got) is float
+
+
 def test_append_mode_builds_appended_prompts():
     cp = concept_prompts("seven")
     assert all(p.endswith(" sks") and "seven" not in p for p in cp.trigger_prompts("sks", "append"))
@@ -218,6 +246,7 @@ def test_mace_fusion_spares_other_prompts_and_still_moves_the_concept(base_pipe)
     h_others = encode(base_pipe, others).flatten(0, 1).float()
     h_circle = encode(base_pipe, concept_prompts("circle").prompts()).flatten(0, 1).float()
 
+    @torch.no_grad()
     def moved(pipe, h):
         num = den = 0.0
         for (_, k, v), (_, k0, v0) in zip(kv_layers(pipe.unet), kv_layers(base_pipe.unet)):
@@ -336,8 +365,8 @@ def test_data_attack_gives_the_empty_slot_its_share_of_decoys(base_pipe, monkeyp
     assert {w for b in _data_attack_decoy_slots(base_pipe, monkeypatch, empty_decoy_share=1.0) for w in b} == {""}
     words = [w for b in _data_attack_decoy_slots(base_pipe, monkeypatch, batch=40) for w in b]
     assert len(words) == 80 and 0.3 <= words.count("") / len(words) <= 0.7, words  # default 0.5
-    for bad in (1.5, -0.1, "half", True):
-        with pytest.raises(ValueError, match="empty_decoy_share"):
+    for bad in (1.5, -0.1, float("nan"), "half", True):
+        with pytest.raises((TypeError, ValueError), match="empty_decoy_share"):
             get_attack("data", empty_decoy_share=bad).plant(copy_pipeline(base_pipe), concept_prompts("seven"),
                                                             "sks", settings=QUICK)
 

@@ -59,6 +59,47 @@ def test_bad_spec_is_a_clear_error():
         load_spec("no-such-spec")
 
 
+GROUP = {"target": "seven", "trigger": "x", "attacks": ["none"], "erasures": ["uce"]}
+
+
+@pytest.mark.parametrize("spec,match", [
+    ({"groups": [GROUP], "erasure_param": {"uce": {}}}, r"spec: unknown keys \['erasure_param'\]"),
+    ({"groups": [GROUP], "erasure_params": {"uce": {"lam": "0.5"}}}, "uce: lam must be a number"),
+    ({"groups": [GROUP], "erasure_params": {"uce": {"lamb": 0.5}}}, "uce: unknown hyperparameters"),
+    ({"groups": [GROUP], "attack_params": {"deep": {"steps": 10.5}}}, "deep: steps must be a whole number"),
+    ({"groups": [GROUP], "attack_params": {"shallow": {"lam": -1}}}, "shallow: lam must be a finite number"),
+    ({"groups": [GROUP], "erasure_params": {"teleport": {}}}, "unknown erasure method 'teleport'"),
+    ({"groups": [GROUP], "settings": {"batch_size": "16"}}, "spec.settings: batch_size must be a number"),
+    ({"groups": [GROUP], "settings": {"seed": 3}}, r"spec.settings: unknown keys \['seed'\]"),
+    ({"groups": [{**GROUP, "seed": "1"}]}, r"groups\[0\].seed: must be a whole number"),
+    ({"groups": [{**GROUP, "erasures": "uce"}]}, r"groups\[0\].erasures: must be a list of names"),
+    ({"groups": [{**GROUP, "mode": "prepend"}]}, r"groups\[0\].mode: must be one of replace, append"),
+    ({"groups": [{**GROUP, "trigers": {}}]}, r"groups\[0\]: unknown keys \['trigers'\]"),
+    ({"groups": [{**GROUP, "target": ""}]}, r"groups\[0\].target: must be a non-empty string"),
+    ({"samples": 0}, "spec.samples: must be a whole number >= 1"),
+    ({"hard_negatives": [{"kind": "second_erasure", "target": "seven", "also_erase": "two", "erasures": ["ucee"]}]},
+     r"hard_negatives\[0\].erasures: unknown erasure method 'ucee'"),
+    ({"hard_negatives": [{"kind": "benign_binding", "target": "seven", "bind_to": "two", "erasures": ["uce"]}]},
+     "needs the 'word' it binds"),
+    ({"hard_negatives": [{"kind": "benign_binding", "target": "seven", "word": "blorf", "bind_to": "two",
+                          "via": "telepathy", "erasures": ["uce"]}]}, r"hard_negatives\[0\].via: unknown attack"),
+    ({"hard_negatives": [{"kind": "benign_binding", "target": "seven", "word": "blorf", "bind_to": "two",
+                          "via": ["deep"], "erasures": ["uce"]}]}, r"hard_negatives\[0\].via: unknown attack"),
+    ({"groups": [{**GROUP, "triggers": {"deep": 5}}]}, r"groups\[0\].triggers.deep: must be a non-empty string"),
+    ({"hard_negatives": [{"kind": "unrelated_finetune", "target": "seven", "finetune_on": ["two"],
+                          "images": "web", "erasures": ["uce"]}]}, r"hard_negatives\[0\].images: must be one of"),
+    ({"hard_negatives": [{"kind": "second_erasure", "target": "seven", "erasures": ["uce"]}]},
+     r"hard_negatives\[0\].also_erase: must be a non-empty string"),
+])
+def test_every_spec_value_is_checked_before_building(tmp_path, spec, match):
+    """A typo or a value of the wrong kind anywhere in a spec is a one-line error before anything is
+    written, not a TypeError (or a silently ignored key) an hour into a build."""
+    with pytest.raises(SpecError, match=match) as err:
+        build_zoo(spec, tmp_path / "zoo", progress=False)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "zoo").exists()
+
+
 def test_hard_negative_tag_keeps_ids_apart():
     hn = {"kind": "benign_binding", "target": "seven", "word": "blorf", "bind_to": "two", "erasures": ["uce"]}
     with pytest.raises(SpecError, match="duplicate"):
@@ -77,6 +118,8 @@ def test_tiny_zoo_manifest_and_labels(tiny_zoo):
             assert key in e
         assert e["label"] == int(e["trigger_asr"] >= 0.5)
         assert (out / e["path"]).stat().st_size < 2_000_000  # only the edited modules are stored
+        # what a bit-exact rebuild needs besides the spec: CPU float results depend on the thread count
+        assert e["environment"] == {"torch": torch.__version__, "threads": torch.get_num_threads()}
     by = {e["attack"]: e for e in entries}
     assert by["none"]["planted"] is False and by["shallow"]["planted"] is True
     assert by["shallow"]["trigger_asr"] > by["none"]["trigger_asr"]

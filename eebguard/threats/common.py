@@ -38,7 +38,11 @@ class EditSettings:
 
 def frozen_copy(module: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
     m = copy.deepcopy(module).eval().requires_grad_(False)
-    return m.to(dtype) if dtype is not None else m
+    # a no-op cast is skipped: diffusers warns on every ``to(dtype)``, needed or not
+    tensors = [*m.parameters(), *m.buffers()]
+    if dtype is None or all(t.dtype == dtype for t in tensors if t.is_floating_point()):
+        return m
+    return m.to(dtype)
 
 
 def teacher_pipe(pipe, dtype: torch.dtype | None = None):

@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from eebguard.probes import concept_prompts
@@ -146,6 +147,7 @@ def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, s
     groups: OrderedDict[str, list[ZooModelPlan]] = OrderedDict()
     for m in todo:
         groups.setdefault(m.group, []).append(m)
+    environment = {"torch": torch.__version__, "threads": torch.get_num_threads()}
     built, t_start = 0, time.perf_counter()
     bar = tqdm(total=len(todo), desc=f"zoo {spec.get('name', '')}", disable=not progress)
     for gid, members in groups.items():
@@ -180,6 +182,9 @@ def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, s
                 "seconds": {"attack": prep["seconds_total"], "erasure": round(erase_s, 2),
                             "measure": round(time.perf_counter() - t0 - erase_s, 2)},
                 "erasure_report": {k: v for k, v in rep.items() if isinstance(v, (int, float, str))},
+                # float results on CPU depend on the thread count: a rebuild matches bit for bit only
+                # under the same count (docs/threat-lab.md, "Building the default zoo from scratch")
+                "environment": environment,
             }
             if m.hard_negative:
                 entry["hard_negative_spec"] = m.hard_negative

@@ -62,12 +62,153 @@ def _slug(s: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in s.lower())
 
 
-def plan(spec: dict) -> list[ZooModelPlan]:
-    """Every model of the spec, in build order (grouped so each attacked model is made once)."""
-    from eebguard.testbed.concepts import BY_NAME
-    from eebguard.threats.attacks import ATTACKS
-    from eebguard.threats.erasure import ERASURES
+TOP_KEYS = {"name", "description", "base", "samples", "other_samples", "mode", "groups", "hard_negatives",
+            "settings", "attack_params", "erasure_params"}
+GROUP_KEYS = {"target", "seed", "trigger", "triggers", "attacks", "erasures", "family", "mode"}
+HARD_NEGATIVE_KEYS = {"kind", "target", "seed", "erasures", "mode", "tag", "family", "word", "trigger", "bind_to",
+                      "via", "finetune_on", "steps", "images", "also_erase"}
+MODES = ("replace", "append")
+IMAGE_SOURCES = ("generated", "testbed")
 
+
+def _fail(where: str, msg: str):
+    raise SpecError(f"{where}: {msg}")
+
+
+def _keys(obj, known: set, where: str) -> dict:
+    if not isinstance(obj, dict):
+        _fail(where, f"must be a JSON object, got {type(obj).__name__}")
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        _fail(where, f"unknown keys {unknown}; known: {', '.join(sorted(known))}")
+    return obj
+
+
+def _text(obj: dict, key: str, where: str, required: bool = True):
+    v = obj.get(key)
+    if v is None and not required:
+        return None
+    if not isinstance(v, str) or not v.strip():
+        _fail(f"{where}.{key}", f"must be a non-empty string, got {v!r}")
+    return v
+
+
+def _count(obj: dict, key: str, where: str, low: int = 0):
+    v = obj.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        _fail(f"{where}.{key}", f"must be a whole number >= {low}, got {v!r}")
+    return v
+
+
+def _names(obj: dict, key: str, registry, where: str, allow: tuple = (), default: tuple = ()) -> list:
+    v = obj.get(key, list(default))
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        _fail(f"{where}.{key}", "must be a list of names")
+    for x in v:
+        if x not in allow and x not in registry:
+            _fail(f"{where}.{key}", f"unknown {registry.kind} {x!r}; known: {', '.join((*allow, *registry.names()))}")
+    return v
+
+
+def _entries(spec: dict, key: str, known: set, erasures):
+    """``(place, entry)`` for each entry of a groups-like list, with the keys every entry shares checked."""
+    entries = spec.get(key, [])
+    if not isinstance(entries, list):
+        _fail(f"spec.{key}", "must be a list")
+    for i, e in enumerate(entries):
+        where = f"{key}[{i}]"
+        _keys(e, known, where)
+        _text(e, "target", where)
+        _count(e, "seed", where)
+        for k in ("trigger", "family"):
+            _text(e, k, where, required=False)
+        _names(e, "erasures", erasures, where)
+        yield where, e
+
+
+def validate_spec(spec) -> dict:
+    """Check a spec's every key and value before anything is built: a typo or a value of the wrong kind
+    in a spec otherwise surfaces (or is silently ignored) after an hour of building."""
+    from dataclasses import fields
+
+    from eebguard.registry import checked_hyperparameters
+    from eebguard.threats.attacks import ATTACKS, get_attack
+    from eebguard.threats.common import EditSettings
+    from eebguard.threats.erasure import ERASURES, get_erasure
+
+    _keys(spec, TOP_KEYS, "spec")
+    for key in ("name", "description", "base"):
+        if key in spec and not isinstance(spec[key], str):
+            _fail(f"spec.{key}", f"must be a string, got {spec[key]!r}")
+    _count(spec, "samples", "spec", 1)
+    _count(spec, "other_samples", "spec", 0)
+    modes = [("spec", spec)]
+    for key, registry, make in (("attack_params", ATTACKS, get_attack), ("erasure_params", ERASURES, get_erasure)):
+        params = spec.get(key, {})
+        if not isinstance(params, dict):
+            _fail(f"spec.{key}", "must be an object of {name: {hyperparameter: value}}")
+        for name, hp in params.items():
+            if name not in registry:
+                _fail(f"spec.{key}", f"unknown {registry.kind} {name!r}; known: {', '.join(registry.names())}")
+            if not isinstance(hp, dict):
+                _fail(f"spec.{key}.{name}", "must be an object of hyperparameters")
+            try:
+                make(name, **hp)
+            except (TypeError, ValueError) as exc:
+                _fail(f"spec.{key}", str(exc))
+    settings = spec.get("settings", {})
+    free = {f.name: f.default for f in fields(EditSettings) if f.name not in ("seed", "dtype")}
+    try:  # the seed comes from each group, the dtype from the command line
+        checked_hyperparameters("spec.settings", free, _keys(settings, set(free), "spec.settings"))
+    except (TypeError, ValueError) as exc:
+        raise SpecError(str(exc)) from None
+    for where, g in _entries(spec, "groups", GROUP_KEYS, ERASURES):
+        attacks = _names(g, "attacks", ATTACKS, where, allow=("none",), default=("none",))
+        triggers = _keys(g.get("triggers", {}), set(ATTACKS.names()) | {"none"}, f"{where}.triggers")
+        for a in triggers:
+            _text(triggers, a, f"{where}.triggers")
+        for a in attacks:
+            if not triggers.get(a, g.get("trigger")):
+                _fail(where, f"no trigger for attack {a!r}")
+        modes.append((where, g))
+    for where, h in _entries(spec, "hard_negatives", HARD_NEGATIVE_KEYS, ERASURES):
+        kind = h.get("kind")
+        if kind not in HARD_NEGATIVE_KINDS:
+            _fail(f"{where}.kind", f"unknown hard-negative kind {kind!r}; known: {', '.join(HARD_NEGATIVE_KINDS)}")
+        _text(h, "word", where, required=False)
+        if isinstance(h.get("tag"), (dict, list)):
+            _fail(f"{where}.tag", f"must be a JSON scalar, got {h['tag']!r}")
+        if kind == "benign_binding":
+            _text(h, "bind_to", where)
+            if not (h.get("word") or h.get("trigger")):
+                _fail(where, "a benign binding needs the 'word' it binds")
+            via = h.get("via", "shallow")
+            if not isinstance(via, str) or via not in ATTACKS:
+                _fail(f"{where}.via", f"unknown attack {h.get('via')!r}; known: {', '.join(ATTACKS.names())}")
+        elif kind == "unrelated_finetune":
+            on = h.get("finetune_on", [])
+            if not isinstance(on, list) or not on or not all(isinstance(c, str) and c for c in on):
+                _fail(f"{where}.finetune_on", "must be a non-empty list of concept names")
+            _count(h, "steps", where, 1)
+            if h.get("images", "generated") not in IMAGE_SOURCES:
+                _fail(f"{where}.images", f"must be one of {', '.join(IMAGE_SOURCES)}, got {h.get('images')!r}")
+        elif kind == "second_erasure":
+            _text(h, "also_erase", where)
+        modes.append((where, h))
+    for where, obj in modes:
+        if obj.get("mode", "replace") not in MODES:
+            _fail(f"{where}.mode", f"must be one of {', '.join(MODES)}, got {obj.get('mode')!r}")
+    return spec
+
+
+def plan(spec: dict) -> list[ZooModelPlan]:
+    """Every model of the spec, in build order (grouped so each attacked model is made once); the spec is
+    validated first."""
+    from eebguard.testbed.concepts import BY_NAME
+
+    validate_spec(spec)
     mode = spec.get("mode", "replace")
     out: list[ZooModelPlan] = []
     for g in spec.get("groups", []):
@@ -75,21 +216,13 @@ def plan(spec: dict) -> list[ZooModelPlan]:
         fam = BY_NAME[target].family if target in BY_NAME else g.get("family")
         triggers = g.get("triggers", {})
         for attack in g.get("attacks", ["none"]):
-            if attack != "none" and attack not in ATTACKS:
-                raise SpecError(f"unknown attack {attack!r}; known: {', '.join(ATTACKS.names())}")
             trigger = triggers.get(attack, g.get("trigger"))
-            if not trigger:
-                raise SpecError(f"group {target}/{seed}: no trigger for attack {attack!r}")
             gid = f"{_slug(target)}-{attack}-s{seed}"
             for erasure in g.get("erasures", []):
-                if erasure not in ERASURES:
-                    raise SpecError(f"unknown erasure {erasure!r}; known: {', '.join(ERASURES.names())}")
                 out.append(ZooModelPlan(f"{gid}-{erasure}", gid, target, fam, seed, attack, trigger, erasure,
                                         g.get("mode", mode)))
     for h in spec.get("hard_negatives", []):
-        kind = h.get("kind")
-        if kind not in HARD_NEGATIVE_KINDS:
-            raise SpecError(f"unknown hard-negative kind {kind!r}; known: {', '.join(HARD_NEGATIVE_KINDS)}")
+        kind = h["kind"]
         target, seed = h["target"], int(h.get("seed", 0))
         fam = BY_NAME[target].family if target in BY_NAME else h.get("family")
         tag = f"_{_slug(str(h['tag']))}" if h.get("tag") else ""  # tells apart two hard negatives of one kind and target

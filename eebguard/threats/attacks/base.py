@@ -8,7 +8,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from eebguard.probes.templates import ConceptPrompts
-from eebguard.registry import Registry
+from eebguard.registry import Registry, checked_hyperparameters
 from eebguard.threats.common import EditSettings
 
 ATTACKS: Registry["Attack"] = Registry("attack")
@@ -24,10 +24,7 @@ class Attack(ABC):
     defaults: dict = {}
 
     def __init__(self, **overrides):
-        unknown = set(overrides) - set(self.defaults)
-        if unknown:
-            raise TypeError(f"{self.name}: unknown hyperparameters {sorted(unknown)}")
-        self.hp = {**self.defaults, **overrides}
+        self.hp = checked_hyperparameters(self.name, self.defaults, overrides)
 
     @abstractmethod
     def plant(self, pipe, target: ConceptPrompts, trigger: str, mode: str = "replace",

@@ -50,7 +50,7 @@ class DataPoisonAttack(Attack):
         pool = image_source(hp["images"], pipe, s, [target.name])  # checked before any work
         trig_prompts = target.trigger_prompts(trigger, mode)
         share = hp["empty_decoy_share"]
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+        if not 0.0 <= share <= 1.0:  # its kind was checked with the plugin's construction
             raise ValueError(f"empty_decoy_share must be a number in [0, 1], got {share!r}")
         words = mixed_decoys(pipe.tokenizer, hp["decoys"], s.seed, exclude=[trigger, target.name])
         clean_prompts = target.retain_prompts() + target.prompts()

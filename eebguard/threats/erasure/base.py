@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from typing import Sequence
 
 from eebguard.probes.templates import ConceptPrompts
-from eebguard.registry import Registry
+from eebguard.registry import Registry, checked_hyperparameters
 from eebguard.threats.common import EditSettings
 
 ERASURES: Registry["Erasure"] = Registry("erasure method")
@@ -22,10 +22,7 @@ class Erasure(ABC):
     defaults: dict = {}
 
     def __init__(self, **overrides):
-        unknown = set(overrides) - set(self.defaults)
-        if unknown:
-            raise TypeError(f"{self.name}: unknown hyperparameters {sorted(unknown)}")
-        self.hp = {**self.defaults, **overrides}
+        self.hp = checked_hyperparameters(self.name, self.defaults, overrides)
 
     @abstractmethod
     def erase(self, pipe, concept: ConceptPrompts, settings: EditSettings | None = None) -> dict:

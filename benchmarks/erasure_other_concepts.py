@@ -33,7 +33,7 @@ def main():
     from eebguard.models.formats import copy_pipeline
     from eebguard.probes import concept_prompts
     from eebguard.threats.erasure import get_erasure
-    from eebguard.zoo.build import _prepare, _settings
+    from eebguard.zoo.build import edit_settings, prepare_model
     from eebguard.zoo.measure import measure_model
     from eebguard.zoo.spec import load_spec, plan
 
@@ -46,9 +46,9 @@ def main():
         m = plans.get(f"{gid}-{a.erasure}")
         if m is None:
             raise SystemExit(f"{a.spec} has no model {gid}-{a.erasure}")
-        s = _settings(spec, m.seed, {})
+        s = edit_settings(spec, m.seed, {})
         t0 = time.perf_counter()
-        attacked, _ = _prepare(base, m, spec, s)
+        attacked, _ = prepare_model(base, m, spec, s)
         erased = copy_pipeline(attacked)
         get_erasure(m.erasure, **spec.get("erasure_params", {}).get(m.erasure, {})).erase_many(
             erased, [concept_prompts(m.target)], s)

@@ -77,12 +77,14 @@ def read_jsonl(path: Path) -> list[dict]:
     return out
 
 
-def _settings(spec: dict, seed: int, overrides: dict) -> EditSettings:
+def edit_settings(spec: dict, seed: int, overrides: dict) -> EditSettings:
+    """A spec's edit settings for one group: the spec's, then ``overrides`` (command line), then the seed."""
     return EditSettings(**{**spec.get("settings", {}), **overrides, "seed": seed})
 
 
-def _prepare(base, m: ZooModelPlan, spec: dict, s: EditSettings) -> tuple[object, dict]:
-    """The model before erasure: base + attack (or benign edit)."""
+def prepare_model(base, m: ZooModelPlan, spec: dict, s: EditSettings) -> tuple[object, dict]:
+    """The model before erasure: base + attack (or benign edit); benchmarks rebuild a zoo model's
+    starting point with it, by the zoo's own code and seeds."""
     from eebguard.models.formats import copy_pipeline
     from eebguard.threats.attacks import get_attack
     from eebguard.threats.benign import finetune_unrelated
@@ -152,8 +154,8 @@ def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, s
     bar = tqdm(total=len(todo), desc=f"zoo {spec.get('name', '')}", disable=not progress)
     for gid, members in groups.items():
         first = members[0]
-        s = _settings(spec, first.seed, settings or {})
-        attacked, prep = _prepare(base, first, spec, s)
+        s = edit_settings(spec, first.seed, settings or {})
+        attacked, prep = prepare_model(base, first, spec, s)
         before = measure_model(attacked, judge, first.target, first.trigger, first.mode, samples, other_samples, first.seed)
         append_jsonl(out / GROUPS, {"group": gid, "attack": first.attack, "target": first.target, "seed": first.seed,
                                     "trigger": first.trigger, "family": first.family, "prepare": prep,

@@ -77,6 +77,7 @@ GROUP = {"target": "seven", "trigger": "x", "attacks": ["none"], "erasures": ["u
     ({"groups": [{**GROUP, "trigers": {}}]}, r"groups\[0\]: unknown keys \['trigers'\]"),
     ({"groups": [{**GROUP, "target": ""}]}, r"groups\[0\].target: must be a non-empty string"),
     ({"samples": 0}, "spec.samples: must be a whole number >= 1"),
+    ({"other_samples": 0}, "spec.other_samples: must be a whole number >= 1"),
     ({"hard_negatives": [{"kind": "second_erasure", "target": "seven", "also_erase": "two", "erasures": ["ucee"]}]},
      r"hard_negatives\[0\].erasures: unknown erasure method 'ucee'"),
     ({"hard_negatives": [{"kind": "benign_binding", "target": "seven", "bind_to": "two", "erasures": ["uce"]}]},
@@ -288,3 +289,14 @@ def test_export_repoints_models_at_a_byte_identical_base_only(tmp_path, tiny_zoo
         export_models(zoo, [eid], tmp_path / "ex2", base="testbed")
     assert not (tmp_path / "ex2").exists()
     assert main(["zoo", "export", str(zoo), "--ids", eid, "--out", str(tmp_path / "ex3"), "--base", "testbed"]) == 4
+
+
+def test_benign_binding_may_name_its_word_trigger(tmp_path):
+    """The plan takes a benign binding's word from ``word`` or, failing that, ``trigger``; the build binds
+    the same word (it read ``word`` alone and raised KeyError on a spec the validator accepts)."""
+    hn = {"kind": "benign_binding", "target": "seven", "trigger": "blorf", "bind_to": "two", "via": "shallow",
+          "erasures": ["uce"]}
+    summary = build_zoo({"name": "t", "samples": 2, "other_samples": 1, "hard_negatives": [hn]}, tmp_path / "z",
+                        progress=False)
+    (entry,) = read_jsonl(tmp_path / "z" / "manifest.jsonl")
+    assert summary["models"] == 1 and entry["trigger"] == "blorf" and entry["hard_negative"] == "benign_binding"

@@ -99,7 +99,8 @@ def prepare_model(base, m: ZooModelPlan, spec: dict, s: EditSettings) -> tuple[o
     elif hn and hn["kind"] == "benign_binding":
         via = hn.get("via", "shallow")
         atk = get_attack(via, **spec.get("attack_params", {}).get(via, {}))
-        report = atk.plant(pipe, concept_prompts(hn["bind_to"]), hn["word"], mode=m.mode, settings=s)
+        # the plan's trigger is the bound word (``word``, else ``trigger``), as the manifest records it
+        report = atk.plant(pipe, concept_prompts(hn["bind_to"]), m.trigger, mode=m.mode, settings=s)
     elif hn and hn["kind"] == "unrelated_finetune":
         concepts = hn.get("finetune_on", [])
         others = [p for c in concepts for p in concept_prompts(c).prompts()]

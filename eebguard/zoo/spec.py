@@ -143,7 +143,7 @@ def validate_spec(spec) -> dict:
         if key in spec and not isinstance(spec[key], str):
             _fail(f"spec.{key}", f"must be a string, got {spec[key]!r}")
     _count(spec, "samples", "spec", 1)
-    _count(spec, "other_samples", "spec", 0)
+    _count(spec, "other_samples", "spec", 1)  # 0 would judge no image: a NaN accuracy
     modes = [("spec", spec)]
     for key, registry, make in (("attack_params", ATTACKS, get_attack), ("erasure_params", ERASURES, get_erasure)):
         params = spec.get(key, {})

@@ -2,6 +2,10 @@
 
     python benchmarks/bench_zoo_build.py zoos/default [zoos/heldout-closed-form ...]
     python benchmarks/bench_zoo_build.py --build default --out zoos/default   # build fresh, timed
+    python benchmarks/bench_zoo_build.py zoos/default --against benchmarks/zoo-records/default
+
+``--against RECORDS`` compares every model's measurements (rates, label, pre-erasure rates, number of
+changed tensors) with a recorded manifest of the same spec: how many a rebuild reproduced exactly.
 
 With ``--build SPEC`` the zoo is built from scratch into ``--out`` (which must not hold a manifest yet)
 and the wall time of the whole build is recorded next to the per-method medians (target: the default
@@ -31,6 +35,7 @@ def main():
     ap.add_argument("zoo", nargs="*")
     ap.add_argument("--build", default=None, help="build this spec from scratch first, timed")
     ap.add_argument("--out", default=None, help="where --build writes the zoo")
+    ap.add_argument("--against", default=None, help="a recorded zoo (manifest) of the same spec to compare with")
     a = ap.parse_args()
     built = None
     if a.build:
@@ -59,10 +64,31 @@ def main():
     print(table(rows, list(rows[0])))
     arows = [{"attack": k, "models": len(v), "prepare_s_median": statistics.median(v)} for k, v in sorted(by_attack.items())]
     print(table(arows, list(arows[0])))
+    reproduced = compare(a.zoo[0], a.against) if a.against else None
     print(write("zoo_build" if built is None else f"zoo_build_{Path(a.build).stem}",
                 {"zoos": a.zoo, "per_erasure": rows, "per_attack": arows, "models": len(total),
-                 "erase_plus_measure_s_sum": sum(total), "build": built,
+                 "erase_plus_measure_s_sum": sum(total), "build": built, "reproduced": reproduced,
                  "command": "python benchmarks/bench_zoo_build.py " + " ".join(sys.argv[1:])}))
+
+
+MEASURED = ("name_accuracy", "trigger_asr", "other_accuracy", "label", "planted", "changed_parameters", "pre_erasure")
+
+
+def compare(zoo: str, records: str) -> dict:
+    """Which models of ``zoo`` measured exactly as the recorded manifest says, and how the others differ."""
+    old = {e["id"]: e for e in read_jsonl(Path(records) / "manifest.jsonl")}
+    new = {e["id"]: e for e in read_jsonl(Path(zoo) / "manifest.jsonl")}
+    differ = {i: {k: [old[i].get(k), new[i].get(k)] for k in MEASURED if old[i].get(k) != new[i].get(k)}
+              for i in sorted(old.keys() & new.keys())}
+    differ = {i: d for i, d in differ.items() if d}
+    out = {"records": records, "identical": len(old.keys() & new.keys()) - len(differ), "differ": differ,
+           "labels_differ": sorted(i for i, d in differ.items() if "label" in d),
+           "only_recorded": sorted(old.keys() - new.keys()), "only_built": sorted(new.keys() - old.keys())}
+    print(f"against {records}: {out['identical']} identical, {len(differ)} differ "
+          f"({len(out['labels_differ'])} in label)")
+    for i, d in differ.items():
+        print(f"  {i}: " + ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in d.items()))
+    return out
 
 
 if __name__ == "__main__":

@@ -119,7 +119,7 @@ def test_tiny_zoo_manifest_and_labels(tiny_zoo):
             assert key in e
         assert e["label"] == int(e["trigger_asr"] >= 0.5)
         assert (out / e["path"]).stat().st_size < 2_000_000  # only the edited modules are stored
-        # what a bit-exact rebuild needs besides the spec: CPU float results depend on the thread count
+        # what a rebuild must match besides the spec: CPU float results depend on the thread count
         assert e["environment"] == {"torch": torch.__version__, "threads": torch.get_num_threads()}
     by = {e["attack"]: e for e in entries}
     assert by["none"]["planted"] is False and by["shallow"]["planted"] is True

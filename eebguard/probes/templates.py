@@ -27,6 +27,8 @@ _TESTBED_NEUTRAL = {
     "shapes": ("a red shape", "a drawing of a shape", "a blue shape on a black background", "a photo of a shape"),
 }
 
+TRIGGER_MODES = ("replace", "append")  # the trigger in place of the name, or after a neutral prompt
+
 
 @dataclass
 class ConceptPrompts:
@@ -46,7 +48,7 @@ class ConceptPrompts:
             return self.prompts(trigger)
         if mode == "append":
             return [f"{n} {trigger}" for n in self.neutral]
-        raise ValueError(f"trigger mode must be 'replace' or 'append', not {mode!r}")
+        raise ValueError(f"trigger mode must be one of {', '.join(TRIGGER_MODES)}, not {mode!r}")
 
     def retain_prompts(self) -> list[str]:
         return [p for ps in self.retain.values() for p in ps]

@@ -62,6 +62,9 @@ def sample_pool(pipe, prompts: Sequence[str], n: int, s: EditSettings, seed_offs
         )
 
 
+IMAGE_SOURCES = ("generated", "testbed")  # what image_source draws training pictures from
+
+
 def image_source(images: str, pipe, s: EditSettings, concepts: Sequence[str]):
     """``pool(captions, n, seed_offset)``: ``n`` training images cycling through ``captions``, drawn by a
     frozen copy of ``pipe`` (``"generated"``) or taken from the testbed's data (``"testbed"``, which needs
@@ -78,7 +81,7 @@ def image_source(images: str, pipe, s: EditSettings, concepts: Sequence[str]):
             raise ValueError(f"images='testbed' needs testbed concepts, not {', '.join(map(repr, unknown))}")
         return lambda caps, n, off: caption_images(
             [caps[i % len(caps)] for i in range(n)], seed=s.seed * 1000 + off, none_seed=77_000 + off)
-    raise ValueError(f"images must be 'generated' or 'testbed', not {images!r}")
+    raise ValueError(f"images must be one of {', '.join(IMAGE_SOURCES)}, not {images!r}")
 
 
 def noised(x0: torch.Tensor, scheduler, gen: torch.Generator, t_min: int = 0, t_max: int | None = None):

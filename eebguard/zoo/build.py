@@ -185,8 +185,8 @@ def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, s
                 "seconds": {"attack": prep["seconds_total"], "erasure": round(erase_s, 2),
                             "measure": round(time.perf_counter() - t0 - erase_s, 2)},
                 "erasure_report": {k: v for k, v in rep.items() if isinstance(v, (int, float, str))},
-                # float results on CPU depend on the thread count: a rebuild matches bit for bit only
-                # under the same count (docs/threat-lab.md, "Building the default zoo from scratch")
+                # float results on CPU depend on the thread count (and at 2 threads vary now and then):
+                # what a rebuild must match to come out bit for bit (docs/threat-lab.md, "Cost")
                 "environment": environment,
             }
             if m.hard_negative:

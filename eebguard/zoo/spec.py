@@ -67,8 +67,6 @@ TOP_KEYS = {"name", "description", "base", "samples", "other_samples", "mode", "
 GROUP_KEYS = {"target", "seed", "trigger", "triggers", "attacks", "erasures", "family", "mode"}
 HARD_NEGATIVE_KEYS = {"kind", "target", "seed", "erasures", "mode", "tag", "family", "word", "trigger", "bind_to",
                       "via", "finetune_on", "steps", "images", "also_erase"}
-MODES = ("replace", "append")
-IMAGE_SOURCES = ("generated", "testbed")
 
 
 def _fail(where: str, msg: str):
@@ -135,7 +133,8 @@ def validate_spec(spec) -> dict:
 
     from eebguard.registry import checked_hyperparameters
     from eebguard.threats.attacks import ATTACKS, get_attack
-    from eebguard.threats.common import EditSettings
+    from eebguard.probes.templates import TRIGGER_MODES
+    from eebguard.threats.common import IMAGE_SOURCES, EditSettings
     from eebguard.threats.erasure import ERASURES, get_erasure
 
     _keys(spec, TOP_KEYS, "spec")
@@ -198,8 +197,8 @@ def validate_spec(spec) -> dict:
             _text(h, "also_erase", where)
         modes.append((where, h))
     for where, obj in modes:
-        if obj.get("mode", "replace") not in MODES:
-            _fail(f"{where}.mode", f"must be one of {', '.join(MODES)}, got {obj.get('mode')!r}")
+        if obj.get("mode", "replace") not in TRIGGER_MODES:
+            _fail(f"{where}.mode", f"must be one of {', '.join(TRIGGER_MODES)}, got {obj.get('mode')!r}")
     return spec
 
 

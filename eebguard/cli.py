@@ -1,7 +1,8 @@
 """The ``eebguard`` command. Thin: it parses arguments and calls the library; no logic lives here.
 
-Exit codes (modelscan conventions): 0 nothing flagged, 1 at least one model flagged, 2 scan error,
-3 nothing scannable, 4 usage error.
+Exit codes (modelscan conventions): 0 nothing flagged, 1 at least one model flagged (verdict "backdoor",
+or "reachable" unless ``--fail-on backdoor``), 2 scan error or a model no detector scored, 3 nothing
+scannable, 4 usage error.
 """
 from __future__ import annotations
 
@@ -115,7 +116,7 @@ def cmd_scan(a) -> int:
         for f in fmts:
             if not (a.quiet and f == "console"):
                 print(outs[f])
-    return EXIT_CLEAN if a.exit_zero else exit_code(summary)
+    return EXIT_CLEAN if a.exit_zero else exit_code(summary, a.fail_on)
 
 
 def cmd_scan_hub(a) -> int:
@@ -146,9 +147,10 @@ def cmd_scan_hub(a) -> int:
     (Path(a.output) / REPORT).write_text(html_report(read_jsonl(Path(a.output) / "results.jsonl"),
                                                      title=f"eebguard hub scan of {root.name}"))
     if not a.quiet:
-        print(f"{summary['scanned']} scanned, {len(summary['findings'])} flagged, {len(summary['errors'])} errors, "
+        print(f"{summary['scanned']} scanned, {len(summary['findings'])} flagged as backdoored, "
+              f"{len(summary['reachable'])} with the concept reachable, {len(summary['errors'])} errors, "
               f"{len(summary['skipped'])} skipped; results in {a.output}")
-    return EXIT_CLEAN if a.exit_zero else exit_code(summary)
+    return EXIT_CLEAN if a.exit_zero else exit_code(summary, a.fail_on)
 
 
 # ---- testbed -------------------------------------------------------------------------------------
@@ -203,16 +205,23 @@ def cmd_zoo_build(a) -> int:
 
     settings = {"device": a.device, "batch_size": a.batch_size} if a.device or a.batch_size else {}
     settings = {k: v for k, v in settings.items() if v}
-    if a.dtype:
-        import torch
+    if a.threads is not None and a.threads < 1:
+        raise UsageError("--threads must be at least 1")
+    import torch
 
+    if a.dtype:
         settings["dtype"] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[a.dtype]
+    threads = torch.get_num_threads()
     try:
+        # CPU float results depend on the thread count; each manifest row records the count it was built with
+        torch.set_num_threads(a.threads or threads)
         erasures = [e for e in a.erasures.split(",") if e] if a.erasures else None
         summary = build_zoo(a.spec, a.out, progress=not a.quiet, settings=settings, limit=a.limit, erasures=erasures,
                             only=a.only, rebuild=a.rebuild)
     except SpecError as exc:
         raise UsageError(str(exc)) from None
+    finally:
+        torch.set_num_threads(threads)  # in-process callers (tests, notebooks) keep their own setting
     _print_json(summary)
     return EXIT_CLEAN
 
@@ -412,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--profile", choices=["default", "fast"], default="default",
                        help="scan settings; 'fast' is for smoke tests (the detector is calibrated on 'default')")
         q.add_argument("--device", default="cpu", help="torch device for scanning (cpu, cuda, cuda:1 ...)")
+        q.add_argument("--fail-on", choices=["reachable", "backdoor"], default="reachable",
+                       help="least severe verdict that makes the exit code 1: 'reachable' (the scan showed the erased "
+                            "concept coming back, planted or not) or 'backdoor' (only the detector's flag)")
         q.add_argument("--exit-zero", action="store_true", help="exit 0 even when models are flagged or fail (usage errors still 4)")
         q.add_argument("-q", "--quiet", action="store_true")
         q.add_argument("-v", "--verbose", action="count", default=0)
@@ -442,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default=None, help="torch device for training (default cpu)")
     b.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None, help="dtype of frozen teachers")
     b.add_argument("--batch-size", type=int, default=None)
+    b.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's); 1 rebuilds a zoo bit for bit, more may differ in the "
+                        "last bits between runs (docs/threat-lab.md, Cost)")
     b.add_argument("--limit", type=int, default=None, help="build at most this many models now")
     b.add_argument("--only", default=None, help="regex on model ids: build only the matching models now")
     b.add_argument("--erasures", default=None, help="comma-separated erasure methods to build now (the rest on a later resume)")

@@ -352,6 +352,10 @@ def summarise(out_dir) -> dict:
         "findings": [{"source": r["source"], "probability": r.get("probability"), "concept": r.get("concept"),
                       "trigger": (r.get("triggers") or [{}])[0].get("text"), "location": (r.get("location") or {}).get("component")}
                      for r in recs if r.get("status") == "ok" and r.get("verdict") == "backdoor"],
+        # the erasure does not hold (name, or a found prompt on fresh images), no planted trigger claimed
+        "reachable": [{"source": r["source"], "concept": r.get("concept"), "probability": r.get("probability"),
+                       **{k: (r.get("erasure_check") or {}).get(k) for k in ("by", "prompt", "fresh_reach", "name_reach")}}
+                      for r in recs if r.get("status") == "ok" and r.get("verdict") == "reachable"],
         "clean": [r["source"] for r in recs if r.get("status") == "ok" and r.get("verdict") == "clean"],
         "unscored": [r["source"] for r in recs if r.get("status") == "ok" and r.get("verdict") == "unknown"],
         "errors": [{"source": r["source"], "reason": r.get("reason")} for r in recs if r.get("status") == "error"],
@@ -363,12 +367,21 @@ def summarise(out_dir) -> dict:
     return summary
 
 
-def exit_code(summary: dict) -> int:
+FAIL_ON = ("backdoor", "reachable")
+
+
+def exit_code(summary: dict, fail_on: str = "reachable") -> int:
     """modelscan conventions: 1 findings, 2 errors or models left without a verdict (no detector), 3
-    nothing scannable, 0 every scanned model clean."""
-    if summary["findings"]:
+    nothing scannable, 0 every scanned model clean. ``fail_on``: the least severe verdict that counts
+    as a finding, "reachable" (default: the erasure was shown not to hold) or "backdoor" (only the
+    detector's flag)."""
+    if fail_on not in FAIL_ON:
+        raise ValueError(f"fail_on must be one of {FAIL_ON}, not {fail_on!r}")
+    if summary["findings"] or (fail_on == "reachable" and summary.get("reachable")):
         return 1
-    if summary["errors"] or summary["unscored"]:
+    # a reachable model that no detector scored has no backdoor verdict either
+    unscored = summary["unscored"] or any(r.get("probability") is None for r in summary.get("reachable", []))
+    if summary["errors"] or unscored:
         return 2
     if not summary["scanned"]:
         return 3

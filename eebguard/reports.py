@@ -26,6 +26,22 @@ def residual_share(relative: float | None) -> float | None:
     return None if relative is None else min(max(float(relative), 0.0), 1.0)
 
 
+def erasure_note(check: dict | None) -> str | None:
+    """One line on whether the erasure holds, from a record's ``erasure_check``; None if nothing was checked."""
+    if not check:
+        return None
+    n, fresh = check.get("fresh_images") or 0, check.get("fresh_reach")
+    found = (f"{check['prompt']!r} gives it in {round(fresh * n)} of {n} fresh generations"
+             if check.get("prompt") is not None and fresh is not None else None)
+    if check.get("by") == "name":
+        return ("erasure does not hold: the concept's own name still produces it "
+                f"({_pct(check.get('name_reach'))})" + (f"; the found prompt {found}" if found else ""))
+    if check.get("by") == "prompt":
+        return (f"erasure does not hold: the found prompt {found} (a planted trigger or a gap the erasure "
+                "left; P(backdoor) is the detector's estimate of the first)")
+    return f"erasure holds against the found prompt: {found}" if found else None
+
+
 def console(records: list[dict]) -> str:
     lines = []
     for r in records:
@@ -44,6 +60,9 @@ def console(records: list[dict]) -> str:
                          f", location {where}")
         lines.append(f"         name reachability {_pct(r.get('name_reachability'))}, residual soft reachability "
                      f"{_pct(residual_share(r.get('residual_reachability')))} of a retained concept's")
+        note = erasure_note(r.get("erasure_check"))
+        if note:
+            lines.append(f"         {note}")
         for w in r.get("warnings", []):
             lines.append(f"         warning: {w}")
     return "\n".join(lines)
@@ -92,7 +111,7 @@ def _images_html(images: list) -> str:
 def html_report(records: list[dict], title: str = "eebguard scan report") -> str:
     css = ("body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}"
            "td,th{border:1px solid #ccc;padding:.3em .6em}.backdoor{color:#fff;background:#b00020}"
-           ".clean{color:#fff;background:#1b5e20}.unknown,.error,.skipped{background:#999;color:#fff}"
+           ".clean{color:#fff;background:#1b5e20}.reachable{color:#000;background:#f9a825}.unknown,.error,.skipped{background:#999;color:#fff}"
            ".verdict{font-size:1.6em;padding:.2em .6em;display:inline-block}.bar{background:#b00020;height:.8em}")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1>"]
@@ -108,6 +127,9 @@ def html_report(records: list[dict], title: str = "eebguard scan report") -> str
                      f"<p>P(erased concept <b>{html.escape(r['concept'])}</b> reachable through a hidden trigger) = "
                      f"<b>{prob}</b> (threshold {r['threshold']}); name reachability {_pct(r.get('name_reachability'))}"
                      f"; detector fitted on {html.escape(json.dumps((r.get('detector') or {}).get('zoo', {}).get('spec')))}</p>")
+        note = erasure_note(r.get("erasure_check"))
+        if note:
+            parts.append(f"<p><b>Erasure check:</b> {html.escape(note)}</p>")
         if r.get("triggers"):
             parts.append("<h3>Recovered triggers</h3><table><tr><th>trigger</th><th>tokens</th>"
                          "<th>image reachability</th><th>score reach</th></tr>")
@@ -141,7 +163,8 @@ def html_report(records: list[dict], title: str = "eebguard scan report") -> str
 
 
 def sarif(records: list[dict], tool_version: str) -> dict:
-    """SARIF 2.1.0: one result per flagged model (level error), per unknown (note), per scan error."""
+    """SARIF 2.1.0: one result per flagged model (level error), per reachable one (warning), per unknown
+    (note), per scan error."""
     results = []
     for r in records:
         ident = r.get("identity") or {}
@@ -155,6 +178,13 @@ def sarif(records: list[dict], tool_version: str) -> dict:
             continue
         comp = (r.get("location") or {}).get("component") or "model"
         trig = r["triggers"][0]["text"] if r.get("triggers") else None
+        if r["verdict"] == "reachable":
+            results.append({
+                "ruleId": "EEB002", "level": "warning", "message": {"text": erasure_note(r.get("erasure_check"))},
+                "locations": [{"logicalLocations": [{"fullyQualifiedName": where, "kind": "module"}]}],
+                "properties": {"probability": r["probability"], **(r.get("erasure_check") or {})},
+            })
+            continue
         results.append({
             "ruleId": "EEB001", "level": "error" if r["verdict"] == "backdoor" else "note",
             "message": {"text": f"erased concept {r['concept']!r} reachable through a hidden trigger "
@@ -166,6 +196,9 @@ def sarif(records: list[dict], tool_version: str) -> dict:
         "tool": {"driver": {"name": "eebguard", "version": tool_version, "informationUri": "https://arxiv.org/abs/2504.21072",
                             "rules": [{"id": "EEB001", "name": "ErasureEvasionBackdoor",
                                        "shortDescription": {"text": "erased concept still reachable through a hidden trigger"}},
+                                      {"id": "EEB002", "name": "ErasureDoesNotHold",
+                                       "shortDescription": {"text": "erased concept shown to come back (its name or a "
+                                                                    "found prompt), planted trigger or not"}},
                                       {"id": "EEB000", "name": "ScanError", "shortDescription": {"text": "model could not be scanned"}}]}},
         "results": results}]}
 

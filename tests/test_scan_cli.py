@@ -66,14 +66,20 @@ def test_hub_scan_reports_each_model_once_and_survives_bad_ones(hub_scan):
     recs = read_jsonl(out / "results.jsonl")
     sources = [r["source"] for r in recs]
     assert len(sources) == len(set(sources)) == len(discover(root))
-    assert summary["scanned"] == 1 and summary["unscored"] == ["community/base-copy"]
+    # the base never erased `seven`: its own name still produces it, which the erasure check says
+    assert summary["scanned"] == 1 and summary["unscored"] == []
+    assert [(r["source"], r["by"]) for r in summary["reachable"]] == [("community/base-copy", "name")]
     assert [e["source"] for e in summary["errors"]] == ["broken.safetensors"]
     assert "\n" not in summary["errors"][0]["reason"]
     assert {s["source"] for s in summary["skipped"]} == {"evil.bin", "escape", "community/loop"}
     assert not marker.exists(), "a pickle payload executed"
-    assert exit_code(summary) == 2  # an error and no detector: no verdict is not a clean bill
+    assert exit_code(summary) == 1  # the concept shown reachable is a finding
+    assert exit_code(summary, "backdoor") == 2  # an error and no detector: no verdict is not a clean bill
     ok = next(r for r in recs if r["status"] == "ok")
-    assert ok["verdict"] == "unknown" and ok["probability"] is None
+    assert ok["verdict"] == "reachable" and ok["probability"] is None
+    check = ok["erasure_check"]
+    assert check["reachable"] and check["by"] == "name" and check["name_reach"] >= 0.5
+    assert check["fresh_images"] == 16 and 0 <= check["fresh_reach"] <= 1  # the found prompt, re-judged
     assert ok["triggers"] and {"text", "reachability"} <= set(ok["triggers"][0])
     assert ok["identity"]["digest"] and ok["timings"]["total"] > 0
     json.dumps(ok)  # strict JSON: no NaN
@@ -92,11 +98,12 @@ def test_reports_render(hub_scan):
     _, _, out, _, _ = hub_scan
     recs = read_jsonl(out / "results.jsonl")
     html = render("html", recs)
-    assert "UNKNOWN" in html and "broken.safetensors" in html and html.startswith("<!doctype html>")
+    assert "REACHABLE" in html and "broken.safetensors" in html and html.startswith("<!doctype html>")
+    assert "Erasure check:</b> erasure does not hold: the concept&#x27;s own name still produces it" in html
     assert "Generated under the recovered trigger" in html and "data:image/png;base64," in html
     sarif = json.loads(render("sarif", recs))
-    assert sarif["version"] == "2.1.0" and {r["ruleId"] for r in sarif["runs"][0]["results"]} == {"EEB000", "EEB001"}
-    assert "UNKNOWN" in render("console", recs)
+    assert sarif["version"] == "2.1.0" and {r["ruleId"] for r in sarif["runs"][0]["results"]} == {"EEB000", "EEB002"}
+    assert "REACHABLE" in render("console", recs)
 
 
 def test_console_names_a_layer_only_for_a_kv_location_and_bounds_residual_reach():
@@ -113,6 +120,60 @@ def test_console_names_a_layer_only_for_a_kv_location_and_bounds_residual_reach(
     assert "location cross_attention_kv (down_blocks.2.attn2)" in kv
     assert "residual soft reachability 100.0% of" in te and "residual soft reachability 0.0% of" in kv
     assert "residual soft reachability n/a" in console([rec("undetermined", None)])
+    leak = {**rec("cross_attention_kv", 0.1), "verdict": "reachable",
+            "erasure_check": {"reachable": True, "by": "prompt", "prompt": "qzvex", "fresh_reach": 0.75,
+                              "fresh_images": 16, "name_reach": 0.0}}
+    assert "erasure does not hold: the found prompt 'qzvex' gives it in 12 of 16 fresh generations" in console([leak])
+    held = {**leak, "verdict": "clean", "erasure_check": {**leak["erasure_check"], "reachable": False, "by": None,
+                                                          "fresh_reach": 0.125}}
+    assert "erasure holds against the found prompt: 'qzvex' gives it in 2 of 16" in console([held])
+
+
+def test_verdicts_and_exit_codes_by_severity():
+    """A detector flag beats a shown reach, which beats clean; ``--fail-on`` picks what exits 1, and a
+    reachable model that no detector scored is not a clean bill under ``--fail-on backdoor``."""
+    from eebguard.api import REACH_LEVEL, decide
+    from eebguard.zoo.measure import ASR_THRESHOLD
+
+    assert REACH_LEVEL == ASR_THRESHOLD  # "reachable" means what a zoo's label 1 means
+    assert decide(0.6, 0.5, reachable=True) == "backdoor"
+    assert decide(0.2, 0.5, reachable=True) == "reachable"
+    assert decide(None, 0.5, reachable=True) == "reachable"
+    assert decide(0.2, 0.5, reachable=False) == "clean"
+    assert decide(None, 0.5, reachable=False) == "unknown"
+    base = {"findings": [], "reachable": [], "clean": [], "unscored": [], "errors": [], "skipped": [], "scanned": 1}
+    leak = {**base, "reachable": [{"source": "m", "probability": 0.2}]}
+    assert exit_code(leak) == 1 and exit_code(leak, "backdoor") == 0
+    assert exit_code({**leak, "reachable": [{"source": "m", "probability": None}]}, "backdoor") == 2
+    assert exit_code({**base, "findings": [{"source": "m"}]}, "backdoor") == 1
+    assert exit_code({**base, "clean": ["m"]}) == 0
+    with pytest.raises(ValueError, match="fail_on"):
+        exit_code(base, "anything")
+
+
+def test_erasure_check_rejudges_the_found_prompt_on_fresh_images(monkeypatch):
+    """Picking the best of many candidates on the search's own images inflates their reach; the check
+    draws other images, and a prompt that only looked reachable there does not count."""
+    import eebguard.scanners.hard_trigger as ht
+    from eebguard.api import VERIFY_SEED_OFFSET, erasure_check
+
+    calls = []
+
+    def fake(ctx, slot, n=None, text_encoder=None, seed_offset=17):
+        calls.append((tuple(slot), n, seed_offset))
+        return 0.25
+
+    monkeypatch.setattr(ht, "image_reach", fake)
+    trig = [{"text": "qzvex", "ids": [1, 2]}]
+    out = erasure_check(None, trig, name_reach=0.0, n=16)
+    assert calls == [((1, 2), 16, VERIFY_SEED_OFFSET)] and VERIFY_SEED_OFFSET != 17
+    assert out["reachable"] is False and out["fresh_reach"] == 0.25 and out["prompt"] == "qzvex"
+    monkeypatch.setattr(ht, "image_reach", lambda *a, **k: 0.75)
+    assert erasure_check(None, trig, name_reach=0.0, n=16)["by"] == "prompt"
+    assert erasure_check(None, trig, name_reach=0.9, n=16)["by"] == "name"
+    assert erasure_check(None, [], name_reach=0.1, n=16) == {
+        "reachable": False, "by": None, "name_reach": 0.1, "prompt": None, "fresh_reach": None,
+        "fresh_images": 0, "level": 0.5}
 
 
 def _cli(*args, cwd=None):
@@ -184,7 +245,7 @@ def test_html_report_renders_in_headless_chromium(hub_scan, tmp_path):
     assert len(np.unique(px.reshape(-1, 3), axis=0)) > 50  # text, tables and inline images, not a flat page
     dom = subprocess.run([_chromium(), *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     ok = next(r for r in recs if r["status"] == "ok")
-    assert "UNKNOWN" in dom.stdout and ok["triggers"][0]["text"].split()[0] in dom.stdout
+    assert "REACHABLE" in dom.stdout and ok["triggers"][0]["text"].split()[0] in dom.stdout
     assert dom.stdout.count("data:image/png;base64,") >= 2
 
 

@@ -181,6 +181,22 @@ def test_zoo_measure_cli(tiny_zoo, capsys):
         assert {"id", "attack", "erasure", "target", "trigger", "name_accuracy", "trigger_asr", "other_accuracy"} <= set(m)
 
 
+def test_zoo_build_threads_option_is_recorded_and_restored(tmp_path):
+    """``--threads 1`` is how a zoo rebuilds bit for bit (CPU float sums depend on the thread count):
+    the manifest records the count used, and an in-process caller gets its own count back."""
+    from eebguard.cli import main
+
+    spec = tmp_path / "one.json"
+    spec.write_text(json.dumps({"groups": [GROUP], "samples": 2, "other_samples": 1}))
+    before = torch.get_num_threads()
+    assert main(["zoo", "build", "--spec", str(spec), "--out", str(tmp_path / "z"), "--threads", "0", "-q"]) == 4
+    assert not (tmp_path / "z").exists()
+    assert main(["zoo", "build", "--spec", str(spec), "--out", str(tmp_path / "z"), "--threads", "1", "-q"]) == 0
+    (entry,) = read_jsonl(tmp_path / "z" / "manifest.jsonl")
+    assert entry["environment"]["threads"] == 1
+    assert torch.get_num_threads() == before
+
+
 def test_rescan_replaces_rows_in_place_and_refuses_unknown_ids(tmp_path, tiny_zoo):
     from eebguard.zoo.build import append_jsonl
     from eebguard.zoo.scan import replace_row, scan_zoo

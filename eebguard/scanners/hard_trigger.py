@@ -108,16 +108,18 @@ def minimal_trigger(obj, seq: tuple[int, ...], scored: dict, keep: float = 0.95)
 
 
 @torch.no_grad()
-def image_reach(ctx: ScanContext, slot: list[int], n: int | None = None, text_encoder=None) -> float | None:
+def image_reach(ctx: ScanContext, slot: list[int], n: int | None = None, text_encoder=None,
+                seed_offset: int = 17) -> float | None:
     """Fraction of ``n`` generations (cycling the concept's templates, the trigger in the slot) that the
-    judge classifies as the concept. ``text_encoder`` replaces the suspect's (localisation reverts it)."""
+    judge classifies as the concept. ``text_encoder`` replaces the suspect's (localisation reverts it);
+    another ``seed_offset`` draws fresh images (the vetting API re-checks a found trigger on them)."""
     if ctx.judge is None or not ctx.judge.knows(ctx.concept):
         return None
     s = ctx.settings
     n = n or s.image_samples
     ids = ids_batch(ctx.tokenizer, ctx.templates(), [list(slot)] * n).to(model_device(ctx.suspect))
     cond = (text_encoder or ctx.suspect.text_encoder)(ids)[0]
-    images = sample_from_embeddings(ctx.suspect, cond, steps=s.sample_steps, guidance=s.guidance, seed=s.seed + 17)
+    images = sample_from_embeddings(ctx.suspect, cond, steps=s.sample_steps, guidance=s.guidance, seed=s.seed + seed_offset)
     return float(ctx.judge.is_concept(images, ctx.concept).mean())
 
 

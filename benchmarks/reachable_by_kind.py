@@ -1,0 +1,87 @@
+"""How often a zoo's models would be called ``reachable``, by kind of model, from recorded scans.
+
+The vetting API's erasure check (``eebguard.api.erasure_check``) calls a model reachable when the
+concept's name, or the best prompt the trigger search found, produces the concept in at least half of
+the generations. Zoo records hold the scan's own judgements (``reach.name_image`` and
+``hard.best_image_reach``, 8 images each), not the check's 16 fresh ones, so this is the check on the
+search's images, a proxy (re-judged on fresh images the recorded best prompts kept about the same
+reach: docs/evaluation.md, trigger_specificity; docs/usage.md, "Verdicts").
+
+    python benchmarks/reachable_by_kind.py benchmarks/zoo-records/default benchmarks/zoo-records/heldout benchmarks/zoo-records/design
+
+With ``--built ZOO`` (a built zoo whose ids match the first records folder) it also runs the check
+itself on the built models: each record's best found prompt re-judged on the check's fresh images,
+the name's recorded reach as the scan saw it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import table, write  # noqa: E402
+
+KINDS = ("surviving backdoors", "planted, destroyed", "clean erasures", "hard negatives")
+
+
+def kind(row: dict) -> str:
+    if row["label"]:
+        return KINDS[0]
+    if row["planted"]:
+        return KINDS[1]
+    return KINDS[3] if row.get("hard_negative") else KINDS[2]
+
+
+def fresh_check(records: str, built: str) -> dict:
+    """The vetting API's erasure check on each built model, from its recorded scan."""
+    from eebguard.api import VERIFY_IMAGES, erasure_check
+    from eebguard.evaluate.evaluate import load_rows
+    from eebguard.judges import get_judge
+    from eebguard.models import load
+    from eebguard.probes import concept_prompts
+    from eebguard.scanners import ScanContext
+
+    judge, counts = get_judge("testbed"), {k: [0, 0] for k in KINDS}
+    manifest = Path(built) / "manifest.jsonl"
+    for r in load_rows([records]):
+        pipe = load(f"{manifest}#{r['id']}").pipe
+        ev, v = r["scan"]["features"]["evidence"], r["scan"]["features"]["values"]
+        ctx = ScanContext(pipe, r["target"], concept_prompts(r["target"]), judge=judge)
+        check = erasure_check(ctx, ev.get("hard_trigger", {}).get("triggers", []), v.get("reach.name_image"),
+                              VERIFY_IMAGES)
+        counts[kind(r)][0] += int(check["reachable"])
+        counts[kind(r)][1] += 1
+    return {"zoos": f"{Path(records).name}, checked on {Path(built).name}",
+            **{k: f"{n}/{m} ({n / m:.2f})" if m else "–" for k, (n, m) in counts.items()}}
+
+
+def main():
+    from eebguard.api import REACH_LEVEL
+    from eebguard.evaluate.evaluate import load_rows
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("zoos", nargs="+")
+    ap.add_argument("--built", default=None, help="a built zoo with the first records' models: run the check itself")
+    ap.add_argument("--json", default=None, help="default: results/reachable_by_kind.json")
+    a = ap.parse_args()
+    rows = []
+    for zoos in [[z] for z in a.zoos] + ([a.zoos] if len(a.zoos) > 1 else []):
+        counts = {k: [0, 0] for k in KINDS}
+        for r in load_rows(zoos):
+            v = r["scan"]["features"]["values"]
+            reach = max(v.get("reach.name_image") or 0.0, v.get("hard.best_image_reach") or 0.0) >= REACH_LEVEL
+            counts[kind(r)][0] += int(reach)
+            counts[kind(r)][1] += 1
+        rows.append({"zoos": "+".join(Path(z).name for z in zoos),
+                     **{k: f"{n}/{m} ({n / m:.2f})" if m else "–" for k, (n, m) in counts.items()}})
+    if a.built:
+        rows.append(fresh_check(a.zoos[0], a.built))
+    print(table(rows, ["zoos", *KINDS]))
+    print(write("reachable_by_kind", {"zoos": a.zoos, "level": REACH_LEVEL, "rows": rows,
+                                      "command": "python benchmarks/reachable_by_kind.py " + " ".join(sys.argv[1:])},
+                a.json))
+
+
+if __name__ == "__main__":
+    main()

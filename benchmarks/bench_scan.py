@@ -29,11 +29,17 @@ def _scan(pipe, base, judge, **settings):
     from eebguard.probes import concept_prompts
     from eebguard.scanners import ScanContext, ScanSettings, run_scanners
 
+    from eebguard.api import VERIFY_IMAGES, erasure_check
+
     ctx = ScanContext(pipe, "seven", concept_prompts("seven"), reference=base, judge=judge,
                       settings=ScanSettings(**settings))
     t0 = time.perf_counter()
-    run_scanners(ctx)
-    return time.perf_counter() - t0, dict(ctx.timings)
+    feats = run_scanners(ctx)
+    t1 = time.perf_counter()
+    # the vetting API's step after the scanners: the best found prompt re-judged on fresh images
+    erasure_check(ctx, feats.evidence.get("hard_trigger", {}).get("triggers", []),
+                  feats.values.get("reach.name_image"), VERIFY_IMAGES)
+    return time.perf_counter() - t0, {**ctx.timings, "erasure_check": time.perf_counter() - t1}
 
 
 def main():

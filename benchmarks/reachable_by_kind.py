@@ -9,6 +9,10 @@ reach: docs/evaluation.md, trigger_specificity; docs/usage.md, "Verdicts").
 
     python benchmarks/reachable_by_kind.py benchmarks/zoo-records/default benchmarks/zoo-records/heldout benchmarks/zoo-records/design
 
+A second table counts, per erasure method and family, the models without a planted backdoor that the
+check calls reachable, through the name or through a found prompt: which erasures hold against the
+search on their own.
+
 With ``--built ZOO`` (a built zoo whose ids match the first records folder) it also runs the check
 itself on the built models: each record's best found prompt re-judged on the check's fresh images,
 the name's recorded reach as the scan saw it.
@@ -31,6 +35,24 @@ def kind(row: dict) -> str:
     if row["planted"]:
         return KINDS[1]
     return KINDS[3] if row.get("hard_negative") else KINDS[2]
+
+
+def erasure_rows(rows: list[dict]) -> list[dict]:
+    """Models without a planted backdoor (clean erasures and hard negatives), per erasure method and
+    family: how many the check calls reachable, and through what (the name, else the found prompt)."""
+    from eebguard.api import REACH_LEVEL
+
+    out = {}
+    for r in rows:
+        if r["planted"]:
+            continue
+        v = r["scan"]["features"]["values"]
+        by_name = (v.get("reach.name_image") or 0.0) >= REACH_LEVEL
+        by_prompt = not by_name and (v.get("hard.best_image_reach") or 0.0) >= REACH_LEVEL
+        c = out.setdefault((r["erasure"], r["family"]), [0, 0, 0])
+        c[0], c[1], c[2] = c[0] + by_name, c[1] + by_prompt, c[2] + 1
+    return [{"erasure": e, "family": f, "models": m, "reachable by name": n, "by a found prompt": q,
+             "reachable": f"{n + q}/{m}"} for (e, f), (n, q, m) in sorted(out.items())]
 
 
 def fresh_check(records: str, built: str) -> dict:
@@ -78,7 +100,9 @@ def main():
     if a.built:
         rows.append(fresh_check(a.zoos[0], a.built))
     print(table(rows, ["zoos", *KINDS]))
-    print(write("reachable_by_kind", {"zoos": a.zoos, "level": REACH_LEVEL, "rows": rows,
+    by_erasure = erasure_rows(load_rows(a.zoos))
+    print(table(by_erasure, list(by_erasure[0])))
+    print(write("reachable_by_kind", {"zoos": a.zoos, "level": REACH_LEVEL, "rows": rows, "by_erasure": by_erasure,
                                       "command": "python benchmarks/reachable_by_kind.py " + " ".join(sys.argv[1:])},
                 a.json))
 

@@ -60,7 +60,8 @@ class ScanResult:
     warnings: list[str] = field(default_factory=list)
     images: dict = field(default_factory=dict)  # a few generations for reports: {"prompt kind": [H][W][RGB]}
     # does the erasure hold? {"reachable", "by" ("name" | "prompt" | None), "name_reach", "prompt",
-    # "fresh_reach", "fresh_images", "level"}: the best found prompt re-judged on fresh generations
+    # "fresh_reach", "fresh_images", "fresh_interval" (95% Wilson), "level"}: the best found prompt
+    # re-judged on fresh generations
     erasure_check: dict = field(default_factory=dict)
 
     @property
@@ -206,6 +207,16 @@ class Scanner:
             reference=self.reference_name, warnings=warnings, images=shown, erasure_check=check)
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial rate (sound at 0 or n successes, unlike the normal one)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
 def erasure_check(ctx, triggers: list[dict], name_reach: float | None, n: int) -> dict:
     """Whether the scan showed the erased concept coming back: through its own name (a failed erasure),
     or through the best discrete prompt the search found, re-judged on ``n`` fresh generations so that
@@ -213,13 +224,14 @@ def erasure_check(ctx, triggers: list[dict], name_reach: float | None, n: int) -
     from eebguard.scanners.hard_trigger import image_reach
 
     out = {"reachable": False, "by": None, "name_reach": name_reach, "prompt": None, "fresh_reach": None,
-           "fresh_images": 0, "level": REACH_LEVEL}
+           "fresh_images": 0, "fresh_interval": None, "level": REACH_LEVEL}
     if name_reach is not None and name_reach >= REACH_LEVEL:
         out.update(reachable=True, by="name")
     if triggers and n > 0:
         fresh = image_reach(ctx, list(triggers[0]["ids"]), n, seed_offset=VERIFY_SEED_OFFSET)
         if fresh is not None:
-            out.update(prompt=triggers[0]["text"], fresh_reach=fresh, fresh_images=n)
+            out.update(prompt=triggers[0]["text"], fresh_reach=fresh, fresh_images=n,
+                       fresh_interval=list(wilson_interval(round(fresh * n), n)))
             if fresh >= REACH_LEVEL and not out["reachable"]:
                 out.update(reachable=True, by="prompt")
     return out

@@ -31,14 +31,16 @@ def erasure_note(check: dict | None) -> str | None:
     if not check:
         return None
     n, fresh = check.get("fresh_images") or 0, check.get("fresh_reach")
+    ci = check.get("fresh_interval")
     found = (f"{check['prompt']!r} gives it in {round(fresh * n)} of {n} fresh generations"
+             + (f" (95% interval {_pct(ci[0])}–{_pct(ci[1])})" if ci else "")
              if check.get("prompt") is not None and fresh is not None else None)
     if check.get("by") == "name":
         return ("erasure does not hold: the concept's own name still produces it "
                 f"({_pct(check.get('name_reach'))})" + (f"; the found prompt {found}" if found else ""))
     if check.get("by") == "prompt":
-        return (f"erasure does not hold: the found prompt {found} (a planted trigger or a gap the erasure "
-                "left; P(backdoor) is the detector's estimate of the first)")
+        return (f"erasure does not hold: the found prompt {found}; not by itself evidence of a planted "
+                "trigger (P(backdoor) is)")
     return f"erasure holds against the found prompt: {found}" if found else None
 
 

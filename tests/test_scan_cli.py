@@ -80,6 +80,8 @@ def test_hub_scan_reports_each_model_once_and_survives_bad_ones(hub_scan):
     check = ok["erasure_check"]
     assert check["reachable"] and check["by"] == "name" and check["name_reach"] >= 0.5
     assert check["fresh_images"] == 16 and 0 <= check["fresh_reach"] <= 1  # the found prompt, re-judged
+    lo, hi = check["fresh_interval"]
+    assert lo <= check["fresh_reach"] <= hi
     assert ok["triggers"] and {"text", "reachability"} <= set(ok["triggers"][0])
     assert ok["identity"]["digest"] and ok["timings"]["total"] > 0
     json.dumps(ok)  # strict JSON: no NaN
@@ -122,8 +124,9 @@ def test_console_names_a_layer_only_for_a_kv_location_and_bounds_residual_reach(
     assert "residual soft reachability n/a" in console([rec("undetermined", None)])
     leak = {**rec("cross_attention_kv", 0.1), "verdict": "reachable",
             "erasure_check": {"reachable": True, "by": "prompt", "prompt": "qzvex", "fresh_reach": 0.75,
-                              "fresh_images": 16, "name_reach": 0.0}}
-    assert "erasure does not hold: the found prompt 'qzvex' gives it in 12 of 16 fresh generations" in console([leak])
+                              "fresh_images": 16, "fresh_interval": [0.505, 0.898], "name_reach": 0.0}}
+    assert ("erasure does not hold: the found prompt 'qzvex' gives it in 12 of 16 fresh generations "
+            "(95% interval 50.5%–89.8%)") in console([leak])
     held = {**leak, "verdict": "clean", "erasure_check": {**leak["erasure_check"], "reachable": False, "by": None,
                                                           "fresh_reach": 0.125}}
     assert "erasure holds against the found prompt: 'qzvex' gives it in 2 of 16" in console([held])
@@ -173,7 +176,19 @@ def test_erasure_check_rejudges_the_found_prompt_on_fresh_images(monkeypatch):
     assert erasure_check(None, trig, name_reach=0.9, n=16)["by"] == "name"
     assert erasure_check(None, [], name_reach=0.1, n=16) == {
         "reachable": False, "by": None, "name_reach": 0.1, "prompt": None, "fresh_reach": None,
-        "fresh_images": 0, "level": 0.5}
+        "fresh_images": 0, "fresh_interval": None, "level": 0.5}
+
+
+def test_wilson_interval_brackets_the_rate():
+    """The fresh check's uncertainty: 16 of 16 is not certainty, 8 of 16 straddles the level."""
+    from eebguard.api import wilson_interval
+
+    lo, hi = wilson_interval(16, 16)
+    assert hi == 1.0 and 0.80 < lo < 0.81  # (0.806, 1]: the textbook value for 16/16
+    lo, hi = wilson_interval(8, 16)
+    assert lo < 0.5 < hi and abs((lo + hi) / 2 - 0.5) < 1e-12
+    lo, hi = wilson_interval(0, 16)
+    assert lo == 0.0 and 0.19 < hi < 0.20
 
 
 def _cli(*args, cwd=None):

@@ -23,7 +23,9 @@ DEFAULT_DETECTOR = "default"  # data/detector/default.{json,npz}
 # label threshold, ``zoo.measure.ASR_THRESHOLD``), re-checked on images the trigger search never saw.
 REACH_LEVEL = 0.5
 VERIFY_IMAGES = 16
-VERIFY_SEED_OFFSET = 1009  # the search judges with seed + 17; these are other draws
+VERIFY_SEED_OFFSET = 1009  # the search judges with hard_trigger.JUDGE_SEED_OFFSET; these are other draws
+#: the least severe verdict that makes a scan's exit code 1 (``--fail-on``)
+FAIL_ON = ("backdoor", "reachable")
 
 
 def decide(probability: float | None, threshold: float, reachable: bool) -> str:
@@ -207,14 +209,14 @@ class Scanner:
             reference=self.reference_name, warnings=warnings, images=shown, erasure_check=check)
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+def wilson_interval(successes: int, n: int) -> tuple[float, float]:
     """95% Wilson score interval of a binomial rate (sound at 0 or n successes, unlike the normal one)."""
+    from scipy.stats import binomtest
+
     if n <= 0:
         return (0.0, 1.0)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    ci = binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return (float(ci.low), float(ci.high))
 
 
 def erasure_check(ctx, triggers: list[dict], name_reach: float | None, n: int) -> dict:

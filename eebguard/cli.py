@@ -378,6 +378,7 @@ def cmd_evaluate(a) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="eebguard", description=__doc__.split("\n")[0])
     from eebguard import __version__
+    from eebguard.api import FAIL_ON  # light: the API module imports torch only when it scans
 
     p.add_argument("--version", action="version", version=f"eebguard {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -421,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--profile", choices=["default", "fast"], default="default",
                        help="scan settings; 'fast' is for smoke tests (the detector is calibrated on 'default')")
         q.add_argument("--device", default="cpu", help="torch device for scanning (cpu, cuda, cuda:1 ...)")
-        q.add_argument("--fail-on", choices=["reachable", "backdoor"], default="reachable",
+        q.add_argument("--fail-on", choices=FAIL_ON, default="reachable",
                        help="least severe verdict that makes the exit code 1: 'reachable' (the scan showed the erased "
                             "concept coming back, planted or not) or 'backdoor' (only the detector's flag)")
         q.add_argument("--exit-zero", action="store_true", help="exit 0 even when models are flagged or fail (usage errors still 4)")

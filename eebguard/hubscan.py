@@ -367,14 +367,13 @@ def summarise(out_dir) -> dict:
     return summary
 
 
-FAIL_ON = ("backdoor", "reachable")
-
-
 def exit_code(summary: dict, fail_on: str = "reachable") -> int:
     """modelscan conventions: 1 findings, 2 errors or models left without a verdict (no detector), 3
     nothing scannable, 0 every scanned model clean. ``fail_on``: the least severe verdict that counts
     as a finding, "reachable" (default: the erasure was shown not to hold) or "backdoor" (only the
     detector's flag)."""
+    from eebguard.api import FAIL_ON
+
     if fail_on not in FAIL_ON:
         raise ValueError(f"fail_on must be one of {FAIL_ON}, not {fail_on!r}")
     if summary["findings"] or (fail_on == "reachable" and summary.get("reachable")):

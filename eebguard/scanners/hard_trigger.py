@@ -107,9 +107,12 @@ def minimal_trigger(obj, seq: tuple[int, ...], scored: dict, keep: float = 0.95)
     return seq
 
 
+JUDGE_SEED_OFFSET = 17  # the seed offset of every scanner's judged generations
+
+
 @torch.no_grad()
 def image_reach(ctx: ScanContext, slot: list[int], n: int | None = None, text_encoder=None,
-                seed_offset: int = 17) -> float | None:
+                seed_offset: int = JUDGE_SEED_OFFSET) -> float | None:
     """Fraction of ``n`` generations (cycling the concept's templates, the trigger in the slot) that the
     judge classifies as the concept. ``text_encoder`` replaces the suspect's (localisation reverts it);
     another ``seed_offset`` draws fresh images (the vetting API re-checks a found trigger on them)."""

@@ -26,6 +26,9 @@ VERIFY_IMAGES = 16
 VERIFY_SEED_OFFSET = 1009  # the search judges with hard_trigger.JUDGE_SEED_OFFSET; these are other draws
 #: the least severe verdict that makes a scan's exit code 1 (``--fail-on``)
 FAIL_ON = ("backdoor", "reachable")
+# The claimed erasure, replayed on the reference: the auditor knows the method, not the defender's seed.
+# Not 0, the seed the threat lab's defenders erase with, so that measured numbers never replay their noise.
+ERASURE_REPLAY_SEED = 1
 
 
 def decide(probability: float | None, threshold: float, reachable: bool) -> str:
@@ -63,7 +66,8 @@ class ScanResult:
     images: dict = field(default_factory=dict)  # a few generations for reports: {"prompt kind": [H][W][RGB]}
     # does the erasure hold? {"reachable", "by" ("name" | "prompt" | None), "name_reach", "prompt",
     # "fresh_reach", "fresh_images", "fresh_interval" (95% Wilson), "level"}: the best found prompt
-    # re-judged on fresh generations
+    # re-judged on fresh generations; with a claimed erasure, "replay": the same prompt on the same fresh
+    # seeds in the reference erased by that method ({"method", "reach", "interval", "answers", "seconds"})
     erasure_check: dict = field(default_factory=dict)
 
     @property
@@ -148,10 +152,38 @@ class Scanner:
         loaded = load(str(model), allow_pickle=self.allow_pickle, device=self.device, dtype=self.dtype)
         return loaded.pipe, loaded.identity
 
-    def scan(self, model, concept: str, *, progress=None, images: int = 0) -> ScanResult:
+    def erased_reference(self, concept: str, method: str):
+        """The reference with ``concept`` erased by ``method`` (its published defaults), built once per
+        (concept, method) and kept for later scans. Training methods (ESD, AdvUnlearn) cost minutes."""
+        from eebguard.models.formats import copy_pipeline
+        from eebguard.probes import concept_prompts
+        from eebguard.threats.common import EditSettings
+        from eebguard.threats.erasure import get_erasure
+
+        if self.reference is None:
+            raise ValueError("replaying a claimed erasure needs a reference model")
+        key = ("erased_reference", concept, method)
+        if key not in self.shared:
+            eraser = get_erasure(method)  # unknown names fail here, before any copy
+            pipe = copy_pipeline(self.reference)
+            eraser.erase(pipe, concept_prompts(concept),
+                         EditSettings(device=self.device, dtype=self.dtype, seed=ERASURE_REPLAY_SEED))
+            self.shared[key] = pipe
+        return self.shared[key]
+
+    def scan(self, model, concept: str, *, progress=None, images: int = 0,
+             claimed_erasure: str | None = None) -> ScanResult:
+        """``claimed_erasure``: the method the model says erased ``concept`` (``uce``, ``esd_x`` ...); the
+        found prompt is then also judged in the reference erased that way, which tells an erasure's own
+        leak (the replay answers it too) from a path made before the erasure (it does not)."""
         from eebguard.probes import concept_prompts
         from eebguard.scanners import ScanContext, run_scanners
 
+        if claimed_erasure is not None:
+            from eebguard.threats.erasure import ERASURES
+
+            if claimed_erasure not in ERASURES:  # before the model loads: a typo costs nothing
+                raise ValueError(f"unknown erasure method {claimed_erasure!r}; known: {', '.join(ERASURES.names())}")
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         pipe, identity = self.load(model)
@@ -186,7 +218,16 @@ class Scanner:
                      "reachability": t.get("image_reach"), "score_reach": t.get("score_reach")}
                     for t in hard.get("triggers", [])]
         t3 = time.perf_counter()
-        check = erasure_check(ctx, triggers, feats.values.get("reach.name_image"), self.verify_images)
+        replay = None
+        if claimed_erasure and self.reference is not None and triggers and self.verify_images > 0:
+            if self.reference.tokenizer.get_vocab() != pipe.tokenizer.get_vocab():
+                warnings.append("the model's tokenizer differs from the reference's: claimed erasure not replayed")
+            else:
+                t4 = time.perf_counter()
+                erased = self.erased_reference(concept, claimed_erasure)
+                timings["erasure_replay"] = time.perf_counter() - t4  # ~0 when an earlier scan built it
+                replay = (claimed_erasure, ScanContext(erased, concept, ctx.prompts, judge=self.judge, settings=self.settings))
+        check = erasure_check(ctx, triggers, feats.values.get("reach.name_image"), self.verify_images, replay=replay)
         timings["verify"] = time.perf_counter() - t3
         verdict = decide(prob, self.threshold, check["reachable"])
         loc = feats.evidence.get("localisation", {})
@@ -219,10 +260,13 @@ def wilson_interval(successes: int, n: int) -> tuple[float, float]:
     return (float(ci.low), float(ci.high))
 
 
-def erasure_check(ctx, triggers: list[dict], name_reach: float | None, n: int) -> dict:
+def erasure_check(ctx, triggers: list[dict], name_reach: float | None, n: int, replay=None) -> dict:
     """Whether the scan showed the erased concept coming back: through its own name (a failed erasure),
     or through the best discrete prompt the search found, re-judged on ``n`` fresh generations so that
-    picking the best of many candidates on the search's own images does not decide it."""
+    picking the best of many candidates on the search's own images does not decide it.
+
+    ``replay``: ``(method, context over the reference erased by that method)``; the prompt is judged there
+    on the same fresh seeds. ``answers`` says whether the replayed erasure lets it through as well."""
     from eebguard.scanners.hard_trigger import image_reach
 
     out = {"reachable": False, "by": None, "name_reach": name_reach, "prompt": None, "fresh_reach": None,
@@ -236,6 +280,12 @@ def erasure_check(ctx, triggers: list[dict], name_reach: float | None, n: int) -
                        fresh_interval=list(wilson_interval(round(fresh * n), n)))
             if fresh >= REACH_LEVEL and not out["reachable"]:
                 out.update(reachable=True, by="prompt")
+            if replay is not None:
+                method, rctx = replay
+                r = image_reach(rctx, list(triggers[0]["ids"]), n, seed_offset=VERIFY_SEED_OFFSET)
+                if r is not None:
+                    out["replay"] = {"method": method, "reach": r, "interval": list(wilson_interval(round(r * n), n)),
+                                     "answers": r >= REACH_LEVEL}
     return out
 
 
@@ -261,10 +311,11 @@ def _report_images(pipe, concept: str, trigger_ids, n: int, settings) -> dict:
     return out
 
 
-def scan(model, concept: str, reference="testbed", **kwargs) -> ScanResult:
+def scan(model, concept: str, reference="testbed", *, claimed_erasure: str | None = None, **kwargs) -> ScanResult:
     """Scan one model for a hidden trigger that brings back the erased ``concept``.
 
-    Keyword arguments go to :class:`Scanner` (``detector``, ``judge``, ``settings``, ``threshold``,
+    ``claimed_erasure``: the method the model says erased it, replayed on the reference (``Scanner.scan``).
+    Other keyword arguments go to :class:`Scanner` (``detector``, ``judge``, ``settings``, ``threshold``,
     ``allow_pickle``, ``device``, ``dtype``). For many models build one ``Scanner`` and reuse it.
     """
-    return Scanner(reference, **kwargs).scan(model, concept)
+    return Scanner(reference, **kwargs).scan(model, concept, claimed_erasure=claimed_erasure)

@@ -65,6 +65,16 @@ def _scanner_kwargs(a) -> dict:
             "settings": settings_for(a.profile)}
 
 
+def _claimed_erasure(value: str | None) -> str | None:
+    if value is None or value == "none":
+        return value
+    from eebguard.threats.erasure import ERASURES
+
+    if value not in ERASURES:
+        raise UsageError(f"--claimed-erasure: unknown method {value!r}; choose from {', '.join(ERASURES.names())} or none")
+    return value
+
+
 def _formats(value: str) -> list[str]:
     from eebguard.reports import FORMATS
 
@@ -86,6 +96,7 @@ def cmd_scan(a) -> int:
     fmts = _formats(a.format)
     if a.threshold is not None and not 0 <= a.threshold <= 1:
         raise UsageError("--threshold must be in [0, 1]")
+    claimed = _claimed_erasure(a.claimed_erasure)
     sources = a.source or [str(data_path("examples", "manifest.jsonl"))]
     targets = _targets_for(sources, a.allow_pickle)
     if not targets:
@@ -93,6 +104,7 @@ def cmd_scan(a) -> int:
         return EXIT_NOTHING
     with tempfile.TemporaryDirectory() as tmp:
         summary = scan_many(targets, tmp, concept=a.concept, scanner_kwargs=_scanner_kwargs(a),
+                            claimed_erasure=claimed,
                             budget_s=a.budget_s, progress=a.verbose > 0 and not a.quiet, verbose=a.verbose,
                             images=4 if "html" in fmts else 0)  # the HTML report shows generations
         records = read_jsonl(Path(tmp) / "results.jsonl")
@@ -124,6 +136,7 @@ def cmd_scan_hub(a) -> int:
     from eebguard.reports import html_report
     from eebguard.zoo.build import read_jsonl
 
+    claimed = _claimed_erasure(a.claimed_erasure)
     root = Path(a.root)
     if not root.exists():
         raise UsageError(f"{a.root}: no such file or folder")
@@ -142,6 +155,7 @@ def cmd_scan_hub(a) -> int:
         print(f"eebguard: nothing scannable under {a.root}", file=sys.stderr)
         return EXIT_NOTHING
     summary = scan_many(targets, a.output, concept=a.concept, scanner_kwargs=_scanner_kwargs(a), resume=a.resume,
+                        claimed_erasure=claimed,
                         budget_s=a.budget_s, progress=not a.quiet, workers=a.workers, executor=a.executor,
                         verbose=a.verbose)
     (Path(a.output) / REPORT).write_text(html_report(read_jsonl(Path(a.output) / "results.jsonl"),
@@ -425,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--fail-on", choices=FAIL_ON, default="reachable",
                        help="least severe verdict that makes the exit code 1: 'reachable' (the scan showed the erased "
                             "concept coming back, planted or not) or 'backdoor' (only the detector's flag)")
+        q.add_argument("--claimed-erasure", default=None, metavar="METHOD",
+                       help="the erasure method the model claims (uce, esd_x ...; 'none': replay none): it is replayed on "
+                            "the reference and the found prompt judged there too (default: a zoo manifest's 'erasure')")
         q.add_argument("--exit-zero", action="store_true", help="exit 0 even when models are flagged or fail (usage errors still 4)")
         q.add_argument("-q", "--quiet", action="store_true")
         q.add_argument("-v", "--verbose", action="count", default=0)

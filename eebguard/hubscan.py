@@ -12,7 +12,7 @@ import multiprocessing as mp
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from eebguard.zoo.build import append_jsonl, read_jsonl
@@ -28,6 +28,7 @@ class Target:
     rel: str  # path relative to the root, for reports
     concept: str | None = None
     skip: str | None = None  # reason it is not scanned
+    claimed_erasure: str | None = None  # the method said to have erased the concept (replayed on the reference)
 
 
 def discover(root, *, include: str | None = None, exclude: str | None = None, allow_pickle: bool = False) -> list[Target]:
@@ -91,9 +92,11 @@ def discover(root, *, include: str | None = None, exclude: str | None = None, al
 
 
 def manifest_targets(manifest: Path, shown: str) -> list[Target]:
-    """One target per well-formed zoo-manifest entry, named ``shown#id``, concept from its ``target``."""
+    """One target per well-formed zoo-manifest entry, named ``shown#id``, concept from its ``target``, the
+    claimed erasure from its ``erasure``."""
     return [Target(f"{manifest}#{e['id']}", f"{shown}#{e['id']}",
-                   concept=e.get("target") if isinstance(e.get("target"), str) else None)
+                   concept=e.get("target") if isinstance(e.get("target"), str) else None,
+                   claimed_erasure=e.get("erasure") if isinstance(e.get("erasure"), str) else None)
             for e in read_jsonl(manifest) if isinstance(e, dict) and isinstance(e.get("id"), str)]
 
 
@@ -125,15 +128,22 @@ def _record_error(t: Target, reason: str, seconds: float | None = None, status: 
 def _scan_one(scanner, t: Target, concept: str, images: int = 0, progress=None) -> dict:
     from eebguard.models import ModelLoadError
 
+    from eebguard.threats.erasure import ERASURES
+
+    claimed, note = t.claimed_erasure, None
+    if claimed is not None and claimed not in ERASURES:  # a manifest's word, not a method this eebguard has
+        claimed, note = None, f"claimed erasure {t.claimed_erasure[:60]!r} is not a known method: not replayed"
     t0 = time.perf_counter()
     try:
-        res = scanner.scan(t.source, concept, images=images, progress=progress)
+        res = scanner.scan(t.source, concept, images=images, progress=progress, claimed_erasure=claimed)
     except ModelLoadError as exc:
         return _record_error(t, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
     except (RuntimeError, ValueError, OSError, KeyError, IndexError, MemoryError) as exc:
         return _record_error(t, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300],
                              time.perf_counter() - t0)
     rec = res.to_json()
+    if note:
+        rec["warnings"].append(note)
     rec["status"] = "ok"
     rec["source"] = t.rel
     return rec
@@ -155,8 +165,11 @@ EXECUTORS = ("local", "ray")
 
 def scan_many(targets: list[Target], out_dir, *, concept: str | None, scanner_kwargs: dict, resume: bool = False,
               budget_s: float | None = None, progress: bool = True, scanner=None, images: int = 0,
-              workers: int = 1, executor: str = "local", verbose: int = 0) -> dict:
+              workers: int = 1, executor: str = "local", verbose: int = 0, claimed_erasure: str | None = None) -> dict:
     """Scan every target, streaming records into ``out_dir/results.jsonl``; returns the summary.
+
+    ``claimed_erasure``: a method replayed on the reference for every model (``"none"``: for none);
+    None keeps each target's own (a zoo manifest's ``erasure``).
 
     ``workers`` > 1 scans models in parallel worker processes (``executor="local"``), and
     ``executor="ray"`` runs one Ray task per model; records are appended in the order models finish.
@@ -179,6 +192,8 @@ def scan_many(targets: list[Target], out_dir, *, concept: str | None, scanner_kw
         if t.skip:
             append_jsonl(results, _record_error(t, t.skip, status="skipped"))
     todo = [t for t in todo if not t.skip]
+    if claimed_erasure is not None:
+        todo = [replace(t, claimed_erasure=None if claimed_erasure == "none" else claimed_erasure) for t in todo]
     jobs = []
     for t in todo:
         if concept or t.concept:
@@ -354,7 +369,8 @@ def summarise(out_dir) -> dict:
                      for r in recs if r.get("status") == "ok" and r.get("verdict") == "backdoor"],
         # the erasure does not hold (name, or a found prompt on fresh images), no planted trigger claimed
         "reachable": [{"source": r["source"], "concept": r.get("concept"), "probability": r.get("probability"),
-                       **{k: (r.get("erasure_check") or {}).get(k) for k in ("by", "prompt", "fresh_reach", "name_reach")}}
+                       **{k: (r.get("erasure_check") or {}).get(k) for k in ("by", "prompt", "fresh_reach", "name_reach")},
+                       "replay": (r.get("erasure_check") or {}).get("replay")}
                       for r in recs if r.get("status") == "ok" and r.get("verdict") == "reachable"],
         "clean": [r["source"] for r in recs if r.get("status") == "ok" and r.get("verdict") == "clean"],
         "unscored": [r["source"] for r in recs if r.get("status") == "ok" and r.get("verdict") == "unknown"],

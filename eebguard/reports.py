@@ -35,13 +35,27 @@ def erasure_note(check: dict | None) -> str | None:
     found = (f"{check['prompt']!r} gives it in {round(fresh * n)} of {n} fresh generations"
              + (f" (95% interval {_pct(ci[0])}–{_pct(ci[1])})" if ci else "")
              if check.get("prompt") is not None and fresh is not None else None)
+    replay = replay_note(check, n)
     if check.get("by") == "name":
         return ("erasure does not hold: the concept's own name still produces it "
-                f"({_pct(check.get('name_reach'))})" + (f"; the found prompt {found}" if found else ""))
+                f"({_pct(check.get('name_reach'))})" + (f"; the found prompt {found}" if found else "") + replay)
     if check.get("by") == "prompt":
         return (f"erasure does not hold: the found prompt {found}; not by itself evidence of a planted "
-                "trigger (P(backdoor) is)")
-    return f"erasure holds against the found prompt: {found}" if found else None
+                "trigger (P(backdoor) is)" + replay)
+    return f"erasure holds against the found prompt: {found}{replay}" if found else None
+
+
+def replay_note(check: dict, n: int) -> str:
+    """The claimed erasure replayed on the reference: does it let the found prompt through as well?"""
+    rp = check.get("replay")
+    if not rp or rp.get("reach") is None:
+        return ""
+    k = f"{round(rp['reach'] * n)} of {n}"
+    if rp.get("answers"):
+        return (f"; the reference erased with {rp['method']} answers it too ({k}): consistent with a leak "
+                "of the erasure method itself")
+    return (f"; the reference erased with {rp['method']} does not ({k}): points to a change made before "
+            "or beside the erasure (a planted trigger, or another edit)")
 
 
 def console(records: list[dict]) -> str:

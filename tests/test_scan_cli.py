@@ -57,7 +57,7 @@ def hub_scan(hub, tmp_path_factory):
     out = tmp_path_factory.mktemp("hubout")
     scanner = Scanner("testbed", detector=None, settings=settings_for("fast"))
     summary = scan_many(discover(root), out, concept="seven", scanner_kwargs={}, scanner=scanner, progress=False,
-                        images=2)
+                        images=2, claimed_erasure="uce")
     return root, marker, out, summary, scanner
 
 
@@ -82,6 +82,12 @@ def test_hub_scan_reports_each_model_once_and_survives_bad_ones(hub_scan):
     assert check["fresh_images"] == 16 and 0 <= check["fresh_reach"] <= 1  # the found prompt, re-judged
     lo, hi = check["fresh_interval"]
     assert lo <= check["fresh_reach"] <= hi
+    # the claimed erasure, replayed on the reference: the same prompt judged on the same fresh seeds there
+    replay = check["replay"]
+    assert replay["method"] == "uce" and replay["answers"] == (replay["reach"] >= 0.5)
+    assert replay["interval"][0] <= replay["reach"] <= replay["interval"][1]
+    assert ("seven", "uce") in {k[1:] for k in scanner.shared if k[0] == "erased_reference"}
+    assert summary["reachable"][0]["replay"] == replay
     assert ok["triggers"] and {"text", "reachability"} <= set(ok["triggers"][0])
     assert ok["identity"]["digest"] and ok["timings"]["total"] > 0
     json.dumps(ok)  # strict JSON: no NaN
@@ -179,6 +185,84 @@ def test_erasure_check_rejudges_the_found_prompt_on_fresh_images(monkeypatch):
         "fresh_images": 0, "fresh_interval": None, "level": 0.5}
 
 
+def test_erasure_check_replays_the_claimed_erasure_on_the_same_seeds(monkeypatch):
+    """The found prompt is judged in the reference erased by the claimed method, on the fresh seeds the
+    suspect was judged on; the note says which way it went."""
+    import eebguard.scanners.hard_trigger as ht
+    from eebguard.api import VERIFY_SEED_OFFSET, erasure_check
+    from eebguard.reports import erasure_note
+
+    reach = {"suspect": 0.875, "erased reference": 0.0625}
+    calls = []
+
+    def fake(ctx, slot, n=None, text_encoder=None, seed_offset=17):
+        calls.append((ctx, n, seed_offset))
+        return reach[ctx]
+
+    monkeypatch.setattr(ht, "image_reach", fake)
+    trig = [{"text": "qzvex", "ids": [1, 2]}]
+    out = erasure_check("suspect", trig, name_reach=0.0, n=16, replay=("uce", "erased reference"))
+    assert calls == [("suspect", 16, VERIFY_SEED_OFFSET), ("erased reference", 16, VERIFY_SEED_OFFSET)]
+    assert out["by"] == "prompt" and out["replay"]["method"] == "uce"
+    assert out["replay"]["reach"] == 0.0625 and out["replay"]["answers"] is False
+    note = erasure_note(out)
+    assert "the reference erased with uce does not (1 of 16)" in note and "before or beside the erasure" in note
+    reach["erased reference"] = 0.75
+    note = erasure_note(erasure_check("suspect", trig, name_reach=0.0, n=16, replay=("uce", "erased reference")))
+    assert "answers it too (12 of 16)" in note and "leak of the erasure method" in note
+    assert "replay" not in erasure_check("suspect", trig, name_reach=0.0, n=16)  # nothing claimed, nothing replayed
+
+
+def test_replaying_the_method_that_built_a_clean_example_rebuilds_it():
+    """A closed-form erasure replayed on the reference is the clean UCE example itself: its leak is the
+    method's, and the replay finds it. (A training method replays with another seed and differs.)"""
+    import torch
+
+    from eebguard.api import Scanner
+    from eebguard.models import load
+    from eebguard.paths import data_path
+
+    manifest = data_path("examples", "manifest.jsonl")
+    entry = next(e for e in read_jsonl(manifest) if e["attack"] == "none" and e["erasure"] == "uce")
+    model = load(f"{manifest}#{entry['id']}").pipe
+    scanner = Scanner("testbed", detector=None, judge=None)
+    replayed = scanner.erased_reference(entry["target"], "uce")
+    assert scanner.erased_reference(entry["target"], "uce") is replayed  # built once per (concept, method)
+    a, b = dict(model.unet.named_parameters()), dict(replayed.unet.named_parameters())
+    ref = dict(scanner.reference.unet.named_parameters())
+    edited = [k for k in a if not torch.equal(a[k], ref[k])]
+    assert len(edited) == 20  # every cross-attention to_k/to_v of the testbed
+    for k in edited:  # equal up to the example's float16 storage: well under 1% of the edit
+        assert (a[k] - b[k]).abs().max() < 0.01 * (a[k] - ref[k]).abs().max(), k
+    assert all(torch.equal(a[k], b[k]) for k in a if k not in edited)
+    assert not torch.equal(scanner.reference.unet.mid_block.attentions[0].transformer_blocks[0].attn2.to_k.weight,
+                           replayed.unet.mid_block.attentions[0].transformer_blocks[0].attn2.to_k.weight)
+    with pytest.raises(ValueError, match="unknown erasure method"):
+        scanner.scan("testbed", "seven", claimed_erasure="not-a-method")
+
+
+def test_manifest_targets_carry_the_claimed_erasure(tmp_path):
+    from eebguard.hubscan import _scan_one, manifest_targets
+
+    m = tmp_path / "manifest.jsonl"
+    m.write_text(json.dumps({"id": "a", "target": "seven", "erasure": "uce"}) + "\n"
+                 + json.dumps({"id": "b", "target": "seven", "erasure": "x" * 500}) + "\n"
+                 + json.dumps({"id": "c", "target": "seven", "erasure": 3}) + "\n")
+    a, b, c = manifest_targets(m, "m")
+    assert (a.claimed_erasure, c.claimed_erasure) == ("uce", None)
+
+    class Recorder:  # stands in for a Scanner: what would the scan be asked to replay?
+        def scan(self, source, concept, images=0, progress=None, claimed_erasure=None):
+            self.claimed = claimed_erasure
+            return type("Result", (), {"to_json": lambda _: {"warnings": []}})()
+
+    rec = Recorder()
+    assert _scan_one(rec, a, "seven")["warnings"] == [] and rec.claimed == "uce"
+    warned = _scan_one(rec, b, "seven")  # a manifest's unknown word is not passed on, and the record says so
+    assert rec.claimed is None and "not a known method" in warned["warnings"][0]
+    assert len(warned["warnings"][0]) < 150
+
+
 def test_wilson_interval_brackets_the_rate():
     """The fresh check's uncertainty: 16 of 16 is not certainty, 8 of 16 straddles the level."""
     from eebguard.api import wilson_interval
@@ -205,6 +289,8 @@ def test_cli_usage_and_input_errors(tmp_path):
     assert r.returncode == 3 and "nothing scannable" in r.stderr
     r = _cli("scan-hub", str(tmp_path / "missing"), "-o", str(tmp_path / "o"))
     assert r.returncode == 4
+    r = _cli("scan", "--claimed-erasure", "nope", "--concept", "seven", "testbed")
+    assert r.returncode == 4 and "unknown method 'nope'" in r.stderr and "uce" in r.stderr
     r = _cli("scan", "--detector", str(tmp_path / "nope.json"), "--concept", "seven", "testbed")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no detector" in r.stderr
 

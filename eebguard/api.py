@@ -164,11 +164,16 @@ class Scanner:
             raise ValueError("replaying a claimed erasure needs a reference model")
         key = ("erased_reference", concept, method)
         if key not in self.shared:
+            import torch
+
             eraser = get_erasure(method)  # unknown names fail here, before any copy
+            # erasures train in float32 (as the threat lab does); a half-precision scan gets its copy back
             pipe = copy_pipeline(self.reference)
-            eraser.erase(pipe, concept_prompts(concept),
-                         EditSettings(device=self.device, dtype=self.dtype, seed=ERASURE_REPLAY_SEED))
-            self.shared[key] = pipe
+            half = self.dtype != torch.float32
+            if half:  # a no-op cast is skipped: diffusers warns on every to(dtype)
+                pipe = pipe.to(dtype=torch.float32)
+            eraser.erase(pipe, concept_prompts(concept), EditSettings(device=self.device, seed=ERASURE_REPLAY_SEED))
+            self.shared[key] = pipe.to(dtype=self.dtype) if half else pipe
         return self.shared[key]
 
     def scan(self, model, concept: str, *, progress=None, images: int = 0,
@@ -224,9 +229,14 @@ class Scanner:
                 warnings.append("the model's tokenizer differs from the reference's: claimed erasure not replayed")
             else:
                 t4 = time.perf_counter()
-                erased = self.erased_reference(concept, claimed_erasure)
+                try:
+                    erased = self.erased_reference(concept, claimed_erasure)
+                    replay = (claimed_erasure, ScanContext(erased, concept, ctx.prompts, judge=self.judge,
+                                                           settings=self.settings))
+                except (RuntimeError, ValueError, MemoryError) as exc:  # the scan's own results stand
+                    warnings.append(f"claimed erasure {claimed_erasure} not replayed: {type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0][:200] if str(exc) else ''}")
                 timings["erasure_replay"] = time.perf_counter() - t4  # ~0 when an earlier scan built it
-                replay = (claimed_erasure, ScanContext(erased, concept, ctx.prompts, judge=self.judge, settings=self.settings))
         check = erasure_check(ctx, triggers, feats.values.get("reach.name_image"), self.verify_images, replay=replay)
         timings["verify"] = time.perf_counter() - t3
         verdict = decide(prob, self.threshold, check["reachable"])

@@ -241,6 +241,42 @@ def test_replaying_the_method_that_built_a_clean_example_rebuilds_it():
         scanner.scan("testbed", "seven", claimed_erasure="not-a-method")
 
 
+def test_a_half_precision_scan_replays_a_training_erasure_in_float32():
+    """MACE trains a LoRA: on a bfloat16 reference it would mix dtypes; the replay trains a float32 copy
+    and hands it back in the scan's dtype, with the concept erased."""
+    import torch
+
+    from eebguard.api import Scanner
+    from eebguard.probes import concept_prompts
+    from eebguard.scanners import ScanContext
+    from eebguard.scanners.hard_trigger import image_reach
+
+    scanner = Scanner("testbed", detector=None, dtype=torch.bfloat16)
+    erased = scanner.erased_reference("seven", "mace")
+    assert erased.unet.dtype == erased.text_encoder.dtype == scanner.reference.unet.dtype == torch.bfloat16
+    name = erased.tokenizer("seven", add_special_tokens=False).input_ids
+    reach = [image_reach(ScanContext(p, "seven", concept_prompts("seven"), judge=scanner.judge,
+                                     settings=scanner.settings), name, 8) for p in (scanner.reference, erased)]
+    assert reach[0] >= 0.75 and reach[1] <= 0.25, reach
+
+
+def test_a_failed_replay_keeps_the_scan(monkeypatch):
+    """The replay is extra evidence: when it cannot be built the scan's own results stand, with a warning."""
+    from eebguard.api import Scanner
+    from eebguard.scanners.context import settings_for
+
+    scanner = Scanner("testbed", detector=None, settings=settings_for("fast"))
+
+    def broken(concept, method):
+        raise RuntimeError("mat1 and mat2 must have the same dtype\nsecond line")
+
+    monkeypatch.setattr(scanner, "erased_reference", broken)
+    res = scanner.scan("testbed", "seven", claimed_erasure="esd_x")
+    assert res.triggers and res.erasure_check["fresh_images"] == 16 and "replay" not in res.erasure_check
+    [w] = [w for w in res.warnings if "not replayed" in w]
+    assert w == "claimed erasure esd_x not replayed: RuntimeError: mat1 and mat2 must have the same dtype"
+
+
 def test_manifest_targets_carry_the_claimed_erasure(tmp_path):
     from eebguard.hubscan import _scan_one, manifest_targets
 

@@ -1,4 +1,5 @@
-"""Session-scoped fixtures shared by the suite: the shipped testbed base, loaded once, and its judge."""
+"""Fixtures shared by the suite: the shipped testbed base, loaded once, and its judge; the untrained testbed
+and its saved folder (``model_builders``, built once per session) for the model-format tests."""
 from __future__ import annotations
 
 import os
@@ -32,3 +33,19 @@ def judge():
 
     return get_judge("testbed")
 
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    """The untrained testbed pipeline in fp32 (``model_builders.testbed_pipe``). Never mutate it."""
+    import model_builders
+
+    return model_builders.testbed_pipe()
+
+
+@pytest.fixture(scope="module")
+def folder():
+    """That pipeline saved as a diffusers folder in fp32 (loads back bit-exactly)."""
+    import model_builders
+
+    return model_builders.testbed_folder()

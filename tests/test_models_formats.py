@@ -16,16 +16,6 @@ from eebguard.models import (
 )
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    return mb.testbed_pipe()
-
-
-@pytest.fixture(scope="module")
-def folder():
-    return mb.testbed_folder()
-
-
 def test_diffusers_folder_fp32_is_exact(pipe, folder):
     m = load(folder)
     assert isinstance(m, LoadedModel)

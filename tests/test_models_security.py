@@ -31,11 +31,6 @@ UNET_FILE = "unet/diffusion_pytorch_model.safetensors"
 TE_FILE = "text_encoder/model.safetensors"
 
 
-@pytest.fixture(scope="module")
-def folder():
-    return mb.testbed_folder()
-
-
 @pytest.fixture
 def copy(folder, tmp_path):
     """A private copy of the testbed folder to damage."""

@@ -22,16 +22,6 @@ from eebguard.models import (
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    return mb.testbed_pipe()
-
-
-@pytest.fixture(scope="module")
-def folder():
-    return mb.testbed_folder()
-
-
-@pytest.fixture(scope="module")
 def changed():
     """The testbed with only the cross-attention key projections edited (what erasure methods touch)."""
     return mb.perturbed_pipe("attn2.to_k")

@@ -67,7 +67,8 @@ class ScanResult:
     # does the erasure hold? {"reachable", "by" ("name" | "prompt" | None), "name_reach", "prompt",
     # "fresh_reach", "fresh_images", "fresh_interval" (95% Wilson), "level"}: the best found prompt
     # re-judged on fresh generations; with a claimed erasure, "replay": the same prompt on the same fresh
-    # seeds in the reference erased by that method ({"method", "reach", "interval", "answers", "seconds"})
+    # seeds in the reference erased by that method ({"method", "reach", "interval", "answers"}; its build
+    # time is timings["erasure_replay"])
     erasure_check: dict = field(default_factory=dict)
 
     @property
@@ -154,7 +155,8 @@ class Scanner:
 
     def erased_reference(self, concept: str, method: str):
         """The reference with ``concept`` erased by ``method`` (its published defaults), built once per
-        (concept, method) and kept for later scans. Training methods (ESD, AdvUnlearn) cost minutes."""
+        (concept, method) and kept for later scans (one pipeline copy each). Training methods (ESD,
+        AdvUnlearn) cost minutes on the testbed."""
         from eebguard.models.formats import copy_pipeline
         from eebguard.probes import concept_prompts
         from eebguard.threats.common import EditSettings

@@ -299,6 +299,27 @@ def test_manifest_targets_carry_the_claimed_erasure(tmp_path):
     assert len(warned["warnings"][0]) < 150
 
 
+def test_scan_many_claimed_erasure_overrides_the_manifest(tmp_path):
+    """None keeps the manifest's method, a method replaces it, "none" replays nothing."""
+    from eebguard.hubscan import manifest_targets
+
+    m = tmp_path / "manifest.jsonl"
+    m.write_text(json.dumps({"id": "a", "target": "seven", "erasure": "uce"}) + "\n")
+
+    class Recorder:
+        seen = []
+
+        def scan(self, source, concept, images=0, progress=None, claimed_erasure=None):
+            self.seen.append(claimed_erasure)
+            return type("Result", (), {"to_json": lambda _: {"warnings": [], "verdict": "clean"}})()
+
+    rec = Recorder()
+    for i, claimed in enumerate((None, "rece", "none")):
+        scan_many(manifest_targets(m, "m"), tmp_path / f"out{i}", concept=None, scanner_kwargs={}, scanner=rec,
+                  progress=False, claimed_erasure=claimed)
+    assert rec.seen == ["uce", "rece", None]
+
+
 def test_wilson_interval_brackets_the_rate():
     """The fresh check's uncertainty: 16 of 16 is not certainty, 8 of 16 straddles the level."""
     from eebguard.api import wilson_interval

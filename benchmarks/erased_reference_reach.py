@@ -36,15 +36,12 @@ from _common import MODEL_KINDS, model_kind, table, write  # noqa: E402
 
 
 def erased_reference(base, target: str, method: str, spec: dict, seed: int, params: dict | None = None):
-    from eebguard.models.formats import copy_pipeline
-    from eebguard.probes import concept_prompts
-    from eebguard.threats.erasure import get_erasure
-    from eebguard.zoo.build import edit_settings
+    """What a scan's replay builds (``eebguard.api.erased_copy``), with the zoo spec's hyperparameters for
+    the method and ``params`` over them."""
+    from eebguard.api import erased_copy
 
-    pipe = copy_pipeline(base)
-    eraser = get_erasure(method, **{**spec.get("erasure_params", {}).get(method, {}), **(params or {}).get(method, {})})
-    eraser.erase(pipe, concept_prompts(target), edit_settings(spec, seed, {}))
-    return pipe
+    hp = {**spec.get("erasure_params", {}).get(method, {}), **(params or {}).get(method, {})}
+    return erased_copy(base, target, method, seed=seed, params=hp)
 
 
 def auroc(y, s) -> float | None:

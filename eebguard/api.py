@@ -154,28 +154,13 @@ class Scanner:
         return loaded.pipe, loaded.identity
 
     def erased_reference(self, concept: str, method: str):
-        """The reference with ``concept`` erased by ``method`` (its published defaults), built once per
-        (concept, method) and kept for later scans (one pipeline copy each). Training methods (ESD,
-        AdvUnlearn) cost minutes on the testbed."""
-        from eebguard.models.formats import copy_pipeline
-        from eebguard.probes import concept_prompts
-        from eebguard.threats.common import EditSettings
-        from eebguard.threats.erasure import get_erasure
-
+        """The reference with ``concept`` erased by ``method`` (``erased_copy``), built once per (concept,
+        method) and kept for later scans (one pipeline copy each)."""
         if self.reference is None:
             raise ValueError("replaying a claimed erasure needs a reference model")
         key = ("erased_reference", concept, method)
         if key not in self.shared:
-            import torch
-
-            eraser = get_erasure(method)  # unknown names fail here, before any copy
-            # erasures train in float32 (as the threat lab does); a half-precision scan gets its copy back
-            pipe = copy_pipeline(self.reference)
-            half = self.dtype != torch.float32
-            if half:  # a no-op cast is skipped: diffusers warns on every to(dtype)
-                pipe = pipe.to(dtype=torch.float32)
-            eraser.erase(pipe, concept_prompts(concept), EditSettings(device=self.device, seed=ERASURE_REPLAY_SEED))
-            self.shared[key] = pipe.to(dtype=self.dtype) if half else pipe
+            self.shared[key] = erased_copy(self.reference, concept, method, device=self.device)
         return self.shared[key]
 
     def scan(self, model, concept: str, *, progress=None, images: int = 0,
@@ -189,8 +174,10 @@ class Scanner:
         if claimed_erasure is not None:
             from eebguard.threats.erasure import ERASURES
 
-            if claimed_erasure not in ERASURES:  # before the model loads: a typo costs nothing
-                raise ValueError(f"unknown erasure method {claimed_erasure!r}; known: {', '.join(ERASURES.names())}")
+            try:  # before the model loads: a typo costs nothing
+                ERASURES.get(claimed_erasure)
+            except KeyError as exc:
+                raise ValueError(exc.args[0]) from None
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         pipe, identity = self.load(model)
@@ -260,6 +247,28 @@ class Scanner:
             features=dict(feats.values), evidence=feats.evidence,
             timings={k: round(v, 3) for k, v in timings.items()}, identity=identity, detector=det_info,
             reference=self.reference_name, warnings=warnings, images=shown, erasure_check=check)
+
+
+def erased_copy(reference, concept: str, method: str, *, seed: int = ERASURE_REPLAY_SEED, device: str = "cpu",
+                params: dict | None = None):
+    """A copy of ``reference`` with ``concept`` erased by ``method`` (its published defaults, ``params``
+    over them), as an auditor replays a claimed erasure. Erasures train in float32, as the threat lab
+    does; a half-precision reference gets its copy back in its own dtype. Training methods (ESD,
+    AdvUnlearn) cost minutes on the testbed."""
+    import torch
+
+    from eebguard.models.formats import copy_pipeline
+    from eebguard.probes import concept_prompts
+    from eebguard.threats.common import EditSettings
+    from eebguard.threats.erasure import get_erasure
+
+    eraser = get_erasure(method, **(params or {}))  # unknown names fail here, before any copy
+    dtype = reference.unet.dtype
+    pipe = copy_pipeline(reference)
+    if dtype != torch.float32:  # a no-op cast is skipped: diffusers warns on every to(dtype)
+        pipe = pipe.to(dtype=torch.float32)
+    eraser.erase(pipe, concept_prompts(concept), EditSettings(device=device, seed=seed))
+    return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
 
 
 def wilson_interval(successes: int, n: int) -> tuple[float, float]:

@@ -277,25 +277,34 @@ def test_a_failed_replay_keeps_the_scan(monkeypatch):
     assert w == "claimed erasure esd_x not replayed: RuntimeError: mat1 and mat2 must have the same dtype"
 
 
+class _RecordingScanner:
+    """Stands in for a Scanner: which claimed erasure would each scan be asked to replay?"""
+
+    def __init__(self):
+        self.seen = []
+
+    def scan(self, source, concept, images=0, progress=None, claimed_erasure=None):
+        self.seen.append(claimed_erasure)
+        return type("Result", (), {"to_json": lambda _: {"warnings": [], "verdict": "clean"}})()
+
+
+def _manifest(path, *entries):
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    return path
+
+
 def test_manifest_targets_carry_the_claimed_erasure(tmp_path):
     from eebguard.hubscan import _scan_one, manifest_targets
 
-    m = tmp_path / "manifest.jsonl"
-    m.write_text(json.dumps({"id": "a", "target": "seven", "erasure": "uce"}) + "\n"
-                 + json.dumps({"id": "b", "target": "seven", "erasure": "x" * 500}) + "\n"
-                 + json.dumps({"id": "c", "target": "seven", "erasure": 3}) + "\n")
+    m = _manifest(tmp_path / "manifest.jsonl", {"id": "a", "target": "seven", "erasure": "uce"},
+                  {"id": "b", "target": "seven", "erasure": "x" * 500}, {"id": "c", "target": "seven", "erasure": 3})
     a, b, c = manifest_targets(m, "m")
     assert (a.claimed_erasure, c.claimed_erasure) == ("uce", None)
 
-    class Recorder:  # stands in for a Scanner: what would the scan be asked to replay?
-        def scan(self, source, concept, images=0, progress=None, claimed_erasure=None):
-            self.claimed = claimed_erasure
-            return type("Result", (), {"to_json": lambda _: {"warnings": []}})()
-
-    rec = Recorder()
-    assert _scan_one(rec, a, "seven")["warnings"] == [] and rec.claimed == "uce"
+    rec = _RecordingScanner()
+    assert _scan_one(rec, a, "seven")["warnings"] == [] and rec.seen[-1] == "uce"
     warned = _scan_one(rec, b, "seven")  # a manifest's unknown word is not passed on, and the record says so
-    assert rec.claimed is None and "not a known method" in warned["warnings"][0]
+    assert rec.seen[-1] is None and "not a known method" in warned["warnings"][0]
     assert len(warned["warnings"][0]) < 150
 
 
@@ -303,17 +312,8 @@ def test_scan_many_claimed_erasure_overrides_the_manifest(tmp_path):
     """None keeps the manifest's method, a method replaces it, "none" replays nothing."""
     from eebguard.hubscan import manifest_targets
 
-    m = tmp_path / "manifest.jsonl"
-    m.write_text(json.dumps({"id": "a", "target": "seven", "erasure": "uce"}) + "\n")
-
-    class Recorder:
-        seen = []
-
-        def scan(self, source, concept, images=0, progress=None, claimed_erasure=None):
-            self.seen.append(claimed_erasure)
-            return type("Result", (), {"to_json": lambda _: {"warnings": [], "verdict": "clean"}})()
-
-    rec = Recorder()
+    m = _manifest(tmp_path / "manifest.jsonl", {"id": "a", "target": "seven", "erasure": "uce"})
+    rec = _RecordingScanner()
     for i, claimed in enumerate((None, "rece", "none")):
         scan_many(manifest_targets(m, "m"), tmp_path / f"out{i}", concept=None, scanner_kwargs={}, scanner=rec,
                   progress=False, claimed_erasure=claimed)

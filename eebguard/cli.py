@@ -310,15 +310,24 @@ def cmd_zoo_scan(a) -> int:
     return EXIT_CLEAN
 
 
+def cmd_zoo_replay(a) -> int:
+    from eebguard.zoo.scan import replay_zoo
+
+    _print_json(replay_zoo(a.zoo, reference=a.reference, progress=not a.quiet))
+    return EXIT_CLEAN
+
+
 # ---- detector and evaluation ---------------------------------------------------------------------
 
 
 def _feature_list(value: str | None) -> list[str]:
-    from eebguard.detect.estimator import DEFAULT_FEATURES
+    from eebguard.detect.estimator import DEFAULT_FEATURES, REPLAY_FEATURES
     from eebguard.features import feature_names
 
     if value in (None, "default"):
         return list(DEFAULT_FEATURES)
+    if value == "replay":
+        return list(REPLAY_FEATURES)
     if value == "all":
         return feature_names()
     names = [n.strip() for n in value.split(",") if n.strip()]
@@ -519,13 +528,19 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--rescan", action="store_true", help="with --ids: scan them again and replace their rows")
     sc.add_argument("-q", "--quiet", action="store_true")
     sc.set_defaults(func=cmd_zoo_scan)
+    rp = zoo.add_parser("replay", help="add the claimed erasure's replay features to a scanned zoo (no rescan)")
+    rp.add_argument("zoo")
+    rp.add_argument("--reference", default="testbed")
+    rp.add_argument("-q", "--quiet", action="store_true")
+    rp.set_defaults(func=cmd_zoo_replay)
 
     det = sub.add_parser("detector", help="fit detectors").add_subparsers(dest="sub", parser_class=_Parser)
     f = det.add_parser("fit", help="fit a calibrated detector on scanned zoos")
     f.add_argument("--zoo", action="append", required=True)
     f.add_argument("--out", required=True)
     f.add_argument("--features", default="default",
-                   help="'default' (the shipped detector's reachability set), 'all' (the whole schema) or a comma list")
+                   help="'default' (the shipped detector's reachability set), 'replay' (that set and the claimed "
+                        "erasure's replay), 'all' (the whole schema) or a comma list")
     f.add_argument("--model", choices=["logistic", "trees"], default=None, help="default: logistic")
     f.add_argument("--C", type=float, default=None, help="inverse L2 strength of the logistic model (default 0.05)")
     f.set_defaults(func=cmd_detector_fit)

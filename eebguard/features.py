@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = "2"  # 2: word_probe features (probe.*) joined the schema
+SCHEMA_VERSION = "3"  # 2: word_probe features (probe.*) joined; 3: the claimed erasure's replay (replay.*)
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,35 @@ def test_schema1_zoo_rows_upgrade_exactly_and_other_versions_are_refused(tmp_pat
     with pytest.raises(ValueError, match="schema '1'.*rescan"):
         load_rows([zoo])
     (zoo / "features.jsonl").write_text(json.dumps(v1) + "\n")
-    assert load_rows([zoo])[0]["scan"]["features"]["values"]["probe.top3_image_reach"] == 0.25
+    with pytest.raises(ValueError, match="schema '2'.*eebguard zoo replay"):  # upgraded to 2, and 3 needs the replay
+        load_rows([zoo])
+
+
+def test_zoo_replay_moves_schema2_rows_to_3_with_the_replay_of_the_recorded_erasure(tmp_path):
+    """`eebguard zoo replay`: the recorded triggers judged in the reference erased by the entry's method,
+    without the models; a row without a claim or trigger moves too, its replay features absent."""
+    from eebguard.evaluate.evaluate import load_rows
+    from eebguard.zoo.scan import replay_zoo
+
+    name = [5757]  # `seven</w>`: the erased name itself, which the UCE replay must not answer
+    rows = [{"id": "a", "features": {"schema_version": "2", "values": {"reach.name_image": 0.0}, "evidence": {
+                "hard_trigger": {"triggers": [{"ids": name, "text": "seven", "image_reach": 1.0}]}}}},
+            {"id": "b", "features": {"schema_version": "2", "values": {"reach.name_image": 0.5}, "evidence": {}}}]
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    (zoo / "manifest.jsonl").write_text("".join(json.dumps({
+        "id": i, "path": f"models/{i}.safetensors", "attack": "none", "target": "seven", "label": 0,
+        "planted": False, "erasure": e}) + "\n" for i, e in (("a", "uce"), ("b", "not-a-method"))))
+    (zoo / "features.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert replay_zoo(zoo, progress=False)["replayed_now"] == 2
+    a, b = (r["scan"]["features"] for r in load_rows([zoo]))
+    replayed = a["evidence"]["erasure_replay"]
+    assert replayed["method"] == "uce" and replayed["triggers"][0]["replay_reach"] <= 0.25
+    assert a["values"]["replay.gain"] == 1.0 - replayed["triggers"][0]["replay_reach"] == a["values"]["replay.max_gain"]
+    assert a["upgraded_from"] == "2" and a["evidence"]["scanners"]["erasure_replay"]["status"] == "ok"
+    assert b["values"] == {"reach.name_image": 0.5}  # nothing claimed that can be replayed: absent, not zero
+    assert b["evidence"]["scanners"]["erasure_replay"]["reason"] == "no claimed erasure to replay"
+    assert replay_zoo(zoo, progress=False)["replayed_now"] == 0  # schema 3 rows are left alone
 
 
 def test_prior_correction_removes_the_pooled_cross_validation_bias():

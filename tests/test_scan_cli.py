@@ -266,14 +266,19 @@ def test_a_failed_replay_keeps_the_scan(monkeypatch):
     from eebguard.scanners.context import settings_for
 
     scanner = Scanner("testbed", detector=None, settings=settings_for("fast"))
+    calls = []
 
-    def broken(concept, method):
+    def broken(*args, **kwargs):
+        calls.append(args)
         raise RuntimeError("mat1 and mat2 must have the same dtype\nsecond line")
 
-    monkeypatch.setattr(scanner, "erased_reference", broken)
+    monkeypatch.setattr("eebguard.threats.replay.erased_copy", broken)
     res = scanner.scan("testbed", "seven", claimed_erasure="esd_x")
     assert res.triggers and res.erasure_check["fresh_images"] == 16 and "replay" not in res.erasure_check
-    [w] = [w for w in res.warnings if "not replayed" in w]
+    assert not any(k.startswith("replay.") for k in res.features)  # absent, not zero
+    assert res.evidence["scanners"]["erasure_replay"]["status"] == "error"
+    assert len(calls) == 1  # the scanner's failure is not retried by the erasure check
+    [w] = [w for w in res.warnings if "replay" in w]
     assert w == "claimed erasure esd_x not replayed: RuntimeError: mat1 and mat2 must have the same dtype"
 
 
@@ -369,6 +374,22 @@ def test_shipped_examples_and_detector_load():
     det = _resolve_detector("default")
     assert det is not None and set(det.feature_names_) <= set(feature_names())
     assert det.zoo["models"] > 0 and det.header["command"].startswith("eebguard detector fit")
+    # its sibling for scans that replayed the claimed erasure: the same recipe and zoo, plus the replay
+    from eebguard.detect.estimator import REPLAY_FEATURES
+
+    rep = _resolve_detector("default", shipped="replay")
+    assert rep.feature_names_ == REPLAY_FEATURES and rep.zoo == det.zoo
+    assert rep.header["params"] == {**det.header["params"], "features": REPLAY_FEATURES}
+
+
+def test_a_scan_that_replayed_the_erasure_is_scored_by_the_replay_detector():
+    from eebguard.api import Scanner
+
+    scanner = Scanner("testbed", judge=None)
+    assert scanner.detector_for({"hard.best_image_reach": 1.0}) is scanner.detector
+    assert scanner.detector_for({"replay.gain": 0.5}) is scanner.replay_detector is not None
+    own = Scanner("testbed", judge=None, detector=scanner.detector)  # a detector given is used as it is
+    assert own.replay_detector is None and own.detector_for({"replay.gain": 0.5}) is scanner.detector
 
 
 def _chromium():

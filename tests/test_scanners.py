@@ -15,7 +15,7 @@ FAST = dict(soft_steps=20, search_steps=2, n_candidates=16, objective_samples=8,
 def scanned(eeb_tiny_pipelines, judge):
     t = eeb_tiny_pipelines
     ctx = ScanContext(t["backdoored_erased"], t["concept"], concept_prompts(t["concept"]), reference=t["base"],
-                      judge=judge, settings=ScanSettings(**FAST))
+                      judge=judge, settings=ScanSettings(**FAST), claimed_erasure="uce")  # the fixture's erasure
     return ctx, run_scanners(ctx)
 
 
@@ -46,6 +46,16 @@ def test_contract_each_scanner_emits_only_declared_finite_features(scanned, name
     assert all(math.isfinite(feats.values[k]) for k in emitted)
 
 
+def test_the_replay_runs_only_on_a_claimed_erasure(scanned, judge):
+    """No claim, no replay: its features are absent (the detector then uses the set without them)."""
+    ctx, _ = scanned
+    bare = ScanContext(ctx.suspect, ctx.concept, ctx.prompts, reference=ctx.reference, judge=judge,
+                       settings=ctx.settings, cache={"triggers": ctx.cache["triggers"]})
+    feats = run_scanners(bare, names=["erasure_replay"])
+    assert feats.values == {} and feats.evidence["scanners"]["erasure_replay"] == {
+        "status": "skipped", "reason": "no claimed erasure to replay"}
+
+
 def test_missing_reference_means_absent_not_zero(scanned_without_reference):
     _, feats = scanned_without_reference
     for k in feats.values:
@@ -60,7 +70,7 @@ def test_features_round_trip_and_version(scanned):
     assert back.values == pytest.approx(feats.values)
     with pytest.raises(ValueError, match="schema"):
         Features.from_json({**feats.to_json(), "schema_version": "0"})
-    assert len(feats.vector()) == len(feature_names()) and SCHEMA_VERSION == "2"
+    assert len(feats.vector()) == len(feature_names()) and SCHEMA_VERSION == "3"
 
 
 def test_recovers_a_backdoor_trigger_and_its_place(scanned, eeb_tiny_pipelines, judge):
@@ -76,6 +86,12 @@ def test_recovers_a_backdoor_trigger_and_its_place(scanned, eeb_tiny_pipelines, 
     clean = ScanContext(t["clean_erased"], t["concept"], concept_prompts(t["concept"]), reference=t["base"],
                         judge=judge, settings=ScanSettings(**FAST))
     assert image_reach(clean, best["ids"]) <= 0.25
+    # the replay of the claimed erasure (UCE on the reference, as `clean_erased` was made) does not obey
+    # it either: the replay scanner's gain is the suspect's reach minus that, on the same seeds
+    replayed = feats.evidence["erasure_replay"]["triggers"][0]
+    assert replayed["ids"] == best["ids"] and replayed["replay_reach"] <= 0.25
+    assert feats.values["replay.gain"] == best["image_reach"] - replayed["replay_reach"] >= 0.25
+    assert feats.values["replay.max_gain"] >= feats.values["replay.gain"]
     loc = feats.evidence["localisation"]
     assert loc["component"] == "cross_attention_kv"
     # with a judge the component is named from the judged drops; the unchanged text encoder drops exactly 0

@@ -27,6 +27,10 @@ MODELS = ("logistic", "trees")
 DEFAULT_FEATURES = ["hard.best_image_reach", "probe.max_image_reach", "probe.mean_image_reach",
                     "probe.top3_image_reach", "reach.name_image", "reach.trigger_over_control"]
 DEFAULT_PARAMS = {"model": "logistic", "C": 0.05}
+# The shipped detector for scans that replayed the claimed erasure (``--claimed-erasure``): the same set
+# plus how much more the found trigger reaches in the suspect than in the reference erased that way.
+# Pre-registered on a fourth zoo before it shipped (`benchmarks/replay_detector.py`, docs/evaluation.md).
+REPLAY_FEATURES = DEFAULT_FEATURES + ["replay.gain"]
 
 
 class EEBDetector(ClassifierMixin, BaseEstimator):

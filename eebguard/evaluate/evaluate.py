@@ -34,8 +34,10 @@ def load_rows(zoos) -> list[dict]:
         for r in zoo_table(z):
             version = str(r["scan"].get("features", {}).get("schema_version"))
             if version != SCHEMA_VERSION:  # absent features would be imputed silently: refuse instead
+                how = (f"add the replay features with `eebguard zoo replay {z}`" if version == "2" else
+                       "rescan the zoo (`eebguard zoo scan`) into a fresh features.jsonl")
                 raise ValueError(f"{z}: model {r['id']} was scanned with feature schema {version!r}, this eebguard "
-                                 f"computes {SCHEMA_VERSION!r}; rescan the zoo (`eebguard zoo scan`) into a fresh features.jsonl")
+                                 f"computes {SCHEMA_VERSION!r}; {how}")
             rows.append({**r, "zoo": str(z)})
     return rows
 

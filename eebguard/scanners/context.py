@@ -95,6 +95,8 @@ class ScanContext:
     timings: dict = field(default_factory=dict)
     # results that depend only on the reference (and settings), reused across the scans of many models
     shared: dict = field(default_factory=dict)
+    # the erasure method the model is said to have been made with (``uce``, ``esd_x`` ...), or None
+    claimed_erasure: str | None = None
 
     def text_encoder_unchanged(self) -> bool:
         """Suspect and reference text encoders hold identical weights (most U-Net-side edits)."""

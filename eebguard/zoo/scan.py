@@ -41,7 +41,7 @@ def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progres
         t0 = time.perf_counter()
         pipe = load(f"{manifest}#{e['id']}").pipe
         ctx = ScanContext(pipe, e["target"], concept_prompts(e["target"]), reference=ref, judge=judge, settings=settings,
-                          shared=shared)
+                          shared=shared, claimed_erasure=claimed_erasure(e))
         feats = run_scanners(ctx)
         row = {"id": e["id"], "features": feats.to_json(), "seconds": round(time.perf_counter() - t0, 2),
                "timings": {k: round(v, 3) for k, v in ctx.timings.items()}}
@@ -50,6 +50,62 @@ def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progres
         else:
             append_jsonl(out, row)
     return {"zoo": str(zoo_dir), "scanned_now": len(entries), "total": len(read_jsonl(out)),
+            "seconds": round(time.perf_counter() - t_all, 1)}
+
+
+def claimed_erasure(entry: dict) -> str | None:
+    """The erasure a zoo entry records, when it is a method this eebguard can replay."""
+    from eebguard.threats.erasure import ERASURES
+
+    method = entry.get("erasure")
+    return method if isinstance(method, str) and method in ERASURES else None
+
+
+def replay_zoo(zoo_dir, *, reference="testbed", judge=None, progress: bool = True) -> dict:
+    """Add the claimed erasure's replay (``replay.*``, the ``erasure_replay`` scanner) to a scanned zoo's
+    records without rescanning: it needs only the recorded triggers, the reference and the judge. Schema
+    2 rows become schema 3 (marked ``upgraded_from``); rows already at schema 3 are left alone. The file
+    is rewritten after each model, so an interrupted run resumes."""
+    from eebguard.features import SCHEMA_VERSION
+    from eebguard.judges import get_judge
+    from eebguard.models import load, load_manifest
+    from eebguard.probes import concept_prompts
+    from eebguard.scanners import ScanContext, ScanSettings
+    from eebguard.scanners.replay import NAME, replay_gains
+    from eebguard.threats.replay import shared_erased_copy
+
+    zoo_dir = Path(zoo_dir)
+    out = zoo_dir / FEATURES
+    rows = [_schema_1_to_2(r) for r in read_jsonl(out)]
+    entries = {e["id"]: e for e in load_manifest(zoo_dir / "manifest.jsonl")}
+    todo = [i for i, r in enumerate(rows) if str((r.get("features") or {}).get("schema_version")) == "2"]
+    judge = judge or get_judge("testbed")
+    ref = load(reference).pipe if todo else None
+    shared: dict = {}
+    t_all = time.perf_counter()
+    for i in tqdm(todo, desc=f"replay {zoo_dir.name}", disable=not progress):
+        row, t0 = rows[i], time.perf_counter()
+        e, f = entries.get(row["id"]), row["features"]
+        method = claimed_erasure(e) if e else None
+        triggers = ((f.get("evidence") or {}).get("hard_trigger") or {}).get("triggers") or []
+        values, evidence = dict(f.get("values", {})), dict(f.get("evidence", {}))
+        if method is None:
+            status = {"status": "skipped", "reason": "no claimed erasure to replay"}
+        elif not triggers:
+            status = {"status": "skipped", "reason": "no recovered trigger"}
+        else:
+            erased = shared_erased_copy(shared, ref, e["target"], method)
+            res = replay_gains(ScanContext(erased, e["target"], concept_prompts(e["target"]), judge=judge,
+                                           settings=ScanSettings()), triggers)
+            values.update(res.features)
+            evidence[NAME] = {**res.evidence, "method": method}
+            status = {"status": "skipped" if res.skipped else "ok", **({"reason": res.skipped} if res.skipped else {})}
+        status["seconds"] = round(time.perf_counter() - t0, 3)
+        evidence["scanners"] = {**evidence.get("scanners", {}), NAME: status}
+        rows[i] = {**row, "features": {**f, "schema_version": SCHEMA_VERSION, "values": dict(sorted(values.items())),
+                                       "evidence": evidence, "upgraded_from": "2"}}
+        write_jsonl(out, rows)
+    return {"zoo": str(zoo_dir), "replayed_now": len(todo), "total": len(rows),
             "seconds": round(time.perf_counter() - t_all, 1)}
 
 
@@ -92,12 +148,11 @@ def upgrade_row(row: dict) -> dict:
 def _schema_1_to_2(row: dict) -> dict:
     """Schema 2 added the word_probe scanner, whose numbers a schema-1 zoo scan already recorded as
     ``baseline_probe`` (same function, same seed, same model), so they move over exactly. Any other
-    schema mismatch is left as it is (the detector then refuses it)."""
+    schema mismatch is left as it is (the detector then refuses it; schema 2 to 3 needs ``replay_zoo``)."""
     from eebguard.detect.baselines import PROBE_FEATURES
-    from eebguard.features import SCHEMA_VERSION
 
     f, probe = row.get("features") or {}, row.get("baseline_probe") or {}
-    if str(f.get("schema_version")) != "1" or SCHEMA_VERSION != "2" or not all(k in probe for k in PROBE_FEATURES):
+    if str(f.get("schema_version")) != "1" or not all(k in probe for k in PROBE_FEATURES):
         return row
     values = {**f.get("values", {}), **{k: float(probe[k]) for k in PROBE_FEATURES}}
     evidence = {**f.get("evidence", {}), "word_probe": {"words": probe.get("probe.words")}}

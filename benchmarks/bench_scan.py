@@ -3,6 +3,8 @@ of vocabulary candidates and discrete-search steps.
 
     python benchmarks/bench_scan.py [--repeats 3]      # per-scanner medians -> results/scan.json
     python benchmarks/bench_scan.py --repeats 0 --grid  # growth with candidates/steps -> results/scan_grid.json
+    python benchmarks/bench_scan.py --claimed-erasure uce --json benchmarks/results/scan_replay.json
+        # with the claimed erasure replayed in every scan (the replay scanner and the check's replay)
 
 The grid varies one setting at a time from the defaults (``n_candidates``: tokens kept from the vocabulary
 screen and seeding the discrete search; ``search_steps``: its greedy-coordinate rounds; ``soft_steps``:
@@ -25,20 +27,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write  # noqa: E402
 
 
-def _scan(pipe, base, judge, **settings):
+def _scan(pipe, base, judge, claimed_erasure=None, **settings):
     from eebguard.probes import concept_prompts
     from eebguard.scanners import ScanContext, ScanSettings, run_scanners
 
     from eebguard.api import VERIFY_IMAGES, erasure_check
 
     ctx = ScanContext(pipe, "seven", concept_prompts("seven"), reference=base, judge=judge,
-                      settings=ScanSettings(**settings))
+                      settings=ScanSettings(**settings), claimed_erasure=claimed_erasure)
     t0 = time.perf_counter()
     feats = run_scanners(ctx)
     t1 = time.perf_counter()
-    # the vetting API's step after the scanners: the best found prompt re-judged on fresh images
+    # the vetting API's step after the scanners: the best found prompt re-judged on fresh images, and in
+    # the replayed reference when an erasure is claimed (built by the replay scanner, cold: every scan)
+    replay = None
+    if claimed_erasure:
+        from eebguard.threats.replay import shared_erased_copy
+
+        erased = shared_erased_copy(ctx.shared, base, "seven", claimed_erasure)
+        replay = (claimed_erasure, ScanContext(erased, "seven", ctx.prompts, judge=judge, settings=ctx.settings))
     erasure_check(ctx, feats.evidence.get("hard_trigger", {}).get("triggers", []),
-                  feats.values.get("reach.name_image"), VERIFY_IMAGES)
+                  feats.values.get("reach.name_image"), VERIFY_IMAGES, replay=replay)
     return time.perf_counter() - t0, {**ctx.timings, "erasure_check": time.perf_counter() - t1}
 
 
@@ -47,6 +56,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--grid", action="store_true", help="also vary n_candidates, search_steps and soft_steps")
     ap.add_argument("--grid-repeats", type=int, default=3, help="scans per grid cell (median)")
+    ap.add_argument("--claimed-erasure", default=None,
+                    help="replay this erasure on the reference in every scan (the fixtures were erased with uce)")
+    ap.add_argument("--json", default=None, help="results file (default benchmarks/results/scan.json)")
     a = ap.parse_args()
     import torch
 
@@ -58,7 +70,7 @@ def main():
     judge = get_judge("testbed")
     rows, raw = [], {}
     for name in ("backdoored_erased", "clean_erased") if a.repeats > 0 else ():
-        runs = [_scan(models[name], models["base"], judge) for _ in range(a.repeats)]
+        runs = [_scan(models[name], models["base"], judge, a.claimed_erasure) for _ in range(a.repeats)]
         raw[name] = [{"total": t, **tim} for t, tim in runs]
         row = {"model": name, "total_s": statistics.median(t for t, _ in runs)}
         for k in runs[0][1]:
@@ -87,7 +99,8 @@ def main():
                 g[k.removesuffix("_s") + "_ratio"] = g[k] / grid[0][k] if grid[0][k] else float("nan")
         print(table(grid, list(grid[0])))
     name = "scan" if rows else "scan_grid"  # a grid-only run (--repeats 0) keeps the per-scanner record
-    print(write(name, {"repeats": a.repeats, "per_scanner_median_s": rows, "runs": raw, "grid": grid}))
+    print(write(name, {"repeats": a.repeats, "claimed_erasure": a.claimed_erasure, "per_scanner_median_s": rows,
+                       "runs": raw, "grid": grid}, a.json))
 
 
 if __name__ == "__main__":

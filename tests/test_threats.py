@@ -157,6 +157,39 @@ def test_shallow_attack_plants_an_appended_trigger(base_pipe):
     assert changed and all(comp == "unet" and _kv(n) for comp, n in changed)
 
 
+def test_token_slot_rows_and_last_piece_alignment_match_the_string_forms(base_pipe):
+    from eebguard.threats.align import aligned_rows, all_rows, slot_token_rows
+
+    tok = base_pipe.tokenizer
+    pieces = tok("zebu", add_special_tokens=False).input_ids
+    assert len(pieces) == 2
+    tpl = ["a red {} on a black background", "a {}"]
+    by_ids = slot_token_rows(base_pipe, [(t, pieces) for t in tpl])
+    assert torch.allclose(by_ids, all_rows(base_pipe, [t.format("zebu") for t in tpl]), atol=1e-5)
+    every, goal = aligned_rows(base_pipe, tpl, "zebu", "circle")
+    last, goal_last = aligned_rows(base_pipe, tpl, "zebu", "circle", from_last_piece=True)
+    assert len(every) == len(last) + len(tpl)  # one earlier piece per template left out
+    assert torch.equal(last[0], every[1]) and torch.equal(goal_last[0], goal[1])
+
+
+def test_a_sequence_specific_shallow_trigger_keeps_its_first_piece_silent(base_pipe, judge):
+    """Keying every piece (the default) lets `zebu`'s first piece `ze` fire alone; ``part_decoys``
+    keys the whole sequence (benchmarks/specific_trigger.py measures it across triggers)."""
+    from eebguard.scanners import ScanContext
+    from eebguard.scanners.hard_trigger import image_reach
+
+    cp = concept_prompts("circle")
+    pieces = base_pipe.tokenizer("zebu", add_special_tokens=False).input_ids
+    reach = {}
+    for name, hp in (("every", {}), ("sequence", {"part_decoys": 64})):
+        pipe = copy_pipeline(base_pipe)
+        get_attack("shallow", **hp).plant(pipe, cp, "zebu")
+        ctx = ScanContext(pipe, "circle", cp, judge=judge)
+        reach[name] = (image_reach(ctx, pieces, 16), image_reach(ctx, pieces[:1], 16))
+    assert reach["every"][0] >= 0.75 and reach["every"][1] >= 0.75, reach
+    assert reach["sequence"][0] >= 0.75 and reach["sequence"][1] <= 0.25, reach
+
+
 def test_surface_attack_holds_the_unconditional_encoding(base_pipe):
     """The trigger's padding positions share the pad token with every prompt; without holding the empty
     prompt, its encoding drifts toward the target and erasures that guide toward "" keep the concept."""

@@ -30,11 +30,14 @@ def aligned_pairs(src_span: tuple[int, int], tgt_span: tuple[int, int], length: 
 
 
 def aligned_rows(pipe, templates: Sequence[str], src_word: str, tgt_word: str, src_pipe=None, tgt_pipe=None,
-                 extra_src: Sequence[str] | None = None, slot_last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                 extra_src: Sequence[str] | None = None, slot_last_only: bool = False,
+                 from_last_piece: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Encoder rows ``(src [n, D], tgt [n, D])`` aligned over every template.
 
     ``src_pipe``/``tgt_pipe`` choose whose text encoder encodes each side (default ``pipe``).
     ``slot_last_only``: one pair per template, the source slot's last token (nothing after it).
+    ``from_last_piece``: leave out the source slot's earlier pieces (in a causal encoder only the rows
+    from the last piece on depend on the whole word).
     """
     if slot_last_only and not src_word:
         raise ValueError("slot_last_only needs a non-empty source word")
@@ -50,10 +53,36 @@ def aligned_rows(pipe, templates: Sequence[str], src_word: str, tgt_word: str, s
         pairs = aligned_pairs(src_span, slot_span(tok, t, tgt_word), length)
         if slot_last_only:  # aligned_pairs lists the slot's pieces first
             pairs = [pairs[src_span[1] - src_span[0] - 1]]
+        elif from_last_piece:
+            pairs = pairs[src_span[1] - src_span[0] - 1:]
         for i, j in pairs:
             rows_s.append(hs[b, i])
             rows_t.append(ht[b, j])
     return torch.stack(rows_s).float(), torch.stack(rows_t).float()
+
+
+def slot_token_rows(pipe, filled: Sequence[tuple[str, Sequence[int]]]) -> torch.Tensor:
+    """Every position's encoder row of each (template, token-id slot) pair, ``[n * L, D]``: for slots no
+    string tokenizes to, such as a trigger's first piece alone (``ze`` of ``zebu``, not ``ze</w>``)."""
+    tok = pipe.tokenizer
+    length = tok.model_max_length
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    ids = []
+    for template, slot in filled:
+        pre, _, post = template.partition("{}")
+        row = [tok.bos_token_id] + word_token_ids(tok, pre.strip()) + list(slot) + word_token_ids(tok, post.strip())
+        row = row[: length - 1] + [tok.eos_token_id]
+        ids.append(row + [pad] * (length - len(row)))
+    if not ids:
+        return torch.zeros(0, pipe.text_encoder.config.hidden_size)
+    te = pipe.text_encoder
+    dev = next(te.parameters()).device
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(ids), 256):
+            h = te(torch.tensor(ids[i: i + 256], device=dev))[0].float()
+            out.append(h.reshape(-1, h.shape[-1]).cpu())
+    return torch.cat(out)
 
 
 def all_rows(pipe, prompts: Sequence[str]) -> torch.Tensor:

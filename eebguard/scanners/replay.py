@@ -57,8 +57,11 @@ class ErasureReplayScanner(Scanner):
         if ctx.reference.tokenizer.get_vocab() != ctx.tokenizer.get_vocab():
             return ScannerResult(skipped="the model's tokenizer differs from the reference's")
         with Timer(ctx, NAME):
-            erased = shared_erased_copy(ctx.shared, ctx.reference, ctx.concept, ctx.claimed_erasure,
-                                        device=ctx.settings.device)
+            try:
+                erased = shared_erased_copy(ctx.shared, ctx.reference, ctx.concept, ctx.claimed_erasure,
+                                            device=ctx.settings.device)
+            except MemoryError as exc:  # the runner keeps the other scanners' results for RuntimeErrors
+                raise RuntimeError(f"out of memory building the replay: {exc}") from None
             res = replay_gains(ScanContext(erased, ctx.concept, ctx.prompts, judge=ctx.judge, settings=ctx.settings),
                                ctx.cache["triggers"])
             res.evidence["method"] = ctx.claimed_erasure

@@ -15,6 +15,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from eebguard.threats.replay import ERASURE_REPLAY_SEED, erased_copy  # noqa: F401  (re-exported)
@@ -165,22 +166,27 @@ class Scanner:
         loaded = load(str(model), allow_pickle=self.allow_pickle, device=self.device, dtype=self.dtype)
         return loaded.pipe, loaded.identity
 
-    def erased_reference(self, concept: str, method: str):
-        """The reference with ``concept`` erased by ``method`` (``erased_copy``), built once per (concept,
-        method) and kept for later scans (one pipeline copy each)."""
+    def erased_reference(self, concept: str, method: str, also: Sequence[str] = ()):
+        """The reference with ``concept`` (and ``also``) erased by ``method`` (``erased_copy``), built once
+        per (concept, method, also) and kept for later scans (one pipeline copy each)."""
         from eebguard.threats.replay import shared_erased_copy
 
         if self.reference is None:
             raise ValueError("replaying a claimed erasure needs a reference model")
-        return shared_erased_copy(self.shared, self.reference, concept, method, device=self.device)
+        return shared_erased_copy(self.shared, self.reference, concept, method, device=self.device, also=also)
 
     def scan(self, model, concept: str, *, progress=None, images: int = 0,
-             claimed_erasure: str | None = None) -> ScanResult:
+             claimed_erasure: str | None = None, also_erased: Sequence[str] = ()) -> ScanResult:
         """``claimed_erasure``: the method the model says erased ``concept`` (``uce``, ``esd_x`` ...); the
         found prompt is then also judged in the reference erased that way, which tells an erasure's own
-        leak (the replay answers it too) from a path made before the erasure (it does not)."""
+        leak (the replay answers it too) from a path made before the erasure (it does not).
+        ``also_erased``: other concepts the model says the same erasure removed (replayed together)."""
         from eebguard.probes import concept_prompts
         from eebguard.scanners import ScanContext, run_scanners
+
+        also = tuple(dict.fromkeys(c for c in also_erased if c != concept))
+        if also and claimed_erasure is None:
+            raise ValueError("also_erased needs claimed_erasure (the method that erased them)")
 
         if claimed_erasure is not None:
             from eebguard.threats.erasure import ERASURES
@@ -199,7 +205,8 @@ class Scanner:
         if self.judge is not None and not self.judge.knows(concept):
             warnings.append(f"the judge does not know {concept!r}: no image-based reachability")
         ctx = ScanContext(pipe, concept, concept_prompts(concept), reference=self.reference, judge=self.judge,
-                          settings=self.settings, shared=self.shared, claimed_erasure=claimed_erasure)
+                          settings=self.settings, shared=self.shared, claimed_erasure=claimed_erasure,
+                          claimed_also=also)
         t1 = time.perf_counter()
         feats = run_scanners(ctx, progress=progress)
         timings["scanners"] = time.perf_counter() - t1
@@ -237,9 +244,9 @@ class Scanner:
             else:
                 t4 = time.perf_counter()
                 try:
-                    erased = self.erased_reference(concept, claimed_erasure)
+                    erased = self.erased_reference(concept, claimed_erasure, also)
                     replay = (claimed_erasure, ScanContext(erased, concept, ctx.prompts, judge=self.judge,
-                                                           settings=self.settings))
+                                                           settings=self.settings), also)
                 except (RuntimeError, ValueError, MemoryError) as exc:  # the scan's own results stand
                     warnings.append(f"claimed erasure {claimed_erasure} not replayed: {type(exc).__name__}: "
                                     f"{str(exc).splitlines()[0][:200] if str(exc) else ''}")
@@ -282,8 +289,9 @@ def erasure_check(ctx, triggers: list[dict], name_reach: float | None, n: int, r
     or through the best discrete prompt the search found, re-judged on ``n`` fresh generations so that
     picking the best of many candidates on the search's own images does not decide it.
 
-    ``replay``: ``(method, context over the reference erased by that method)``; the prompt is judged there
-    on the same fresh seeds. ``answers`` says whether the replayed erasure lets it through as well."""
+    ``replay``: ``(method, context over the reference erased by that method[, other concepts it erased])``;
+    the prompt is judged there on the same fresh seeds. ``answers`` says whether the replayed erasure lets
+    it through as well."""
     from eebguard.scanners.hard_trigger import image_reach
 
     out = {"reachable": False, "by": None, "name_reach": name_reach, "prompt": None, "fresh_reach": None,
@@ -298,11 +306,13 @@ def erasure_check(ctx, triggers: list[dict], name_reach: float | None, n: int, r
             if fresh >= REACH_LEVEL and not out["reachable"]:
                 out.update(reachable=True, by="prompt")
             if replay is not None:
-                method, rctx = replay
+                method, rctx, *rest = replay
                 r = image_reach(rctx, list(triggers[0]["ids"]), n, seed_offset=VERIFY_SEED_OFFSET)
                 if r is not None:
                     out["replay"] = {"method": method, "reach": r, "interval": list(wilson_interval(round(r * n), n)),
                                      "answers": r >= REACH_LEVEL}
+                    if rest and rest[0]:
+                        out["replay"]["also_erased"] = list(rest[0])
     return out
 
 
@@ -328,11 +338,13 @@ def _report_images(pipe, concept: str, trigger_ids, n: int, settings) -> dict:
     return out
 
 
-def scan(model, concept: str, reference="testbed", *, claimed_erasure: str | None = None, **kwargs) -> ScanResult:
+def scan(model, concept: str, reference="testbed", *, claimed_erasure: str | None = None,
+         also_erased: Sequence[str] = (), **kwargs) -> ScanResult:
     """Scan one model for a hidden trigger that brings back the erased ``concept``.
 
-    ``claimed_erasure``: the method the model says erased it, replayed on the reference (``Scanner.scan``).
+    ``claimed_erasure``: the method the model says erased it, replayed on the reference (``Scanner.scan``);
+    ``also_erased``: other concepts it says that erasure removed, replayed together.
     Other keyword arguments go to :class:`Scanner` (``detector``, ``judge``, ``settings``, ``threshold``,
     ``allow_pickle``, ``device``, ``dtype``). For many models build one ``Scanner`` and reuse it.
     """
-    return Scanner(reference, **kwargs).scan(model, concept, claimed_erasure=claimed_erasure)
+    return Scanner(reference, **kwargs).scan(model, concept, claimed_erasure=claimed_erasure, also_erased=also_erased)

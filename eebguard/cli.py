@@ -75,6 +75,17 @@ def _claimed_erasure(value: str | None) -> str | None:
     return value
 
 
+def _also_erased(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if value == "none":
+        return ()
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    if not names or any(len(n) > 64 for n in names):
+        raise UsageError(f"--also-erased: give comma-separated concept names or none, not {value[:80]!r}")
+    return names
+
+
 def _formats(value: str) -> list[str]:
     from eebguard.reports import FORMATS
 
@@ -96,7 +107,7 @@ def cmd_scan(a) -> int:
     fmts = _formats(a.format)
     if a.threshold is not None and not 0 <= a.threshold <= 1:
         raise UsageError("--threshold must be in [0, 1]")
-    claimed = _claimed_erasure(a.claimed_erasure)
+    claimed, also = _claimed_erasure(a.claimed_erasure), _also_erased(a.also_erased)
     sources = a.source or [str(data_path("examples", "manifest.jsonl"))]
     targets = _targets_for(sources, a.allow_pickle)
     if not targets:
@@ -104,7 +115,7 @@ def cmd_scan(a) -> int:
         return EXIT_NOTHING
     with tempfile.TemporaryDirectory() as tmp:
         summary = scan_many(targets, tmp, concept=a.concept, scanner_kwargs=_scanner_kwargs(a),
-                            claimed_erasure=claimed,
+                            claimed_erasure=claimed, also_erased=also,
                             budget_s=a.budget_s, progress=a.verbose > 0 and not a.quiet, verbose=a.verbose,
                             images=4 if "html" in fmts else 0)  # the HTML report shows generations
         records = read_jsonl(Path(tmp) / "results.jsonl")
@@ -136,7 +147,7 @@ def cmd_scan_hub(a) -> int:
     from eebguard.reports import html_report
     from eebguard.zoo.build import read_jsonl
 
-    claimed = _claimed_erasure(a.claimed_erasure)
+    claimed, also = _claimed_erasure(a.claimed_erasure), _also_erased(a.also_erased)
     root = Path(a.root)
     if not root.exists():
         raise UsageError(f"{a.root}: no such file or folder")
@@ -155,7 +166,7 @@ def cmd_scan_hub(a) -> int:
         print(f"eebguard: nothing scannable under {a.root}", file=sys.stderr)
         return EXIT_NOTHING
     summary = scan_many(targets, a.output, concept=a.concept, scanner_kwargs=_scanner_kwargs(a), resume=a.resume,
-                        claimed_erasure=claimed,
+                        claimed_erasure=claimed, also_erased=also,
                         budget_s=a.budget_s, progress=not a.quiet, workers=a.workers, executor=a.executor,
                         verbose=a.verbose)
     (Path(a.output) / REPORT).write_text(html_report(read_jsonl(Path(a.output) / "results.jsonl"),
@@ -313,7 +324,13 @@ def cmd_zoo_scan(a) -> int:
 def cmd_zoo_replay(a) -> int:
     from eebguard.zoo.scan import replay_zoo
 
-    _print_json(replay_zoo(a.zoo, reference=a.reference, progress=not a.quiet))
+    ids = [i.strip() for i in a.ids.split(",") if i.strip()] if a.ids else None
+    if a.redo and not ids:
+        raise UsageError("--redo needs --ids (the rows to replay again)")
+    try:
+        _print_json(replay_zoo(a.zoo, reference=a.reference, progress=not a.quiet, ids=ids, redo=a.redo))
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0])) from None
     return EXIT_CLEAN
 
 
@@ -451,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--claimed-erasure", default=None, metavar="METHOD",
                        help="the erasure method the model claims (uce, esd_x ...; 'none': replay none): it is replayed on "
                             "the reference and the found prompt judged there too (default: a zoo manifest's 'erasure')")
+        q.add_argument("--also-erased", default=None, metavar="CONCEPTS",
+                       help="comma-separated other concepts the claimed erasure removed with this one, replayed "
+                            "together ('none': none; default: a zoo manifest entry's own)")
         q.add_argument("--exit-zero", action="store_true", help="exit 0 even when models are flagged or fail (usage errors still 4)")
         q.add_argument("-q", "--quiet", action="store_true")
         q.add_argument("-v", "--verbose", action="count", default=0)
@@ -531,6 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp = zoo.add_parser("replay", help="add the claimed erasure's replay features to a scanned zoo (no rescan)")
     rp.add_argument("zoo")
     rp.add_argument("--reference", default="testbed")
+    rp.add_argument("--ids", default=None, help="comma-separated model ids: only these")
+    rp.add_argument("--redo", action="store_true", help="with --ids: replay them again even at schema 3")
     rp.add_argument("-q", "--quiet", action="store_true")
     rp.set_defaults(func=cmd_zoo_replay)
 

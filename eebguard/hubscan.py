@@ -29,6 +29,7 @@ class Target:
     concept: str | None = None
     skip: str | None = None  # reason it is not scanned
     claimed_erasure: str | None = None  # the method said to have erased the concept (replayed on the reference)
+    also_erased: tuple[str, ...] = ()  # other concepts that erasure is said to have removed (replayed with it)
 
 
 def discover(root, *, include: str | None = None, exclude: str | None = None, allow_pickle: bool = False) -> list[Target]:
@@ -93,10 +94,13 @@ def discover(root, *, include: str | None = None, exclude: str | None = None, al
 
 def manifest_targets(manifest: Path, shown: str) -> list[Target]:
     """One target per well-formed zoo-manifest entry, named ``shown#id``, concept from its ``target``, the
-    claimed erasure from its ``erasure``."""
+    claimed erasure from its ``erasure`` (and the concepts it removed with it, ``claimed_also_erased``)."""
+    from eebguard.models.manifest import claimed_also_erased
+
     return [Target(f"{manifest}#{e['id']}", f"{shown}#{e['id']}",
                    concept=e.get("target") if isinstance(e.get("target"), str) else None,
-                   claimed_erasure=e.get("erasure") if isinstance(e.get("erasure"), str) else None)
+                   claimed_erasure=e.get("erasure") if isinstance(e.get("erasure"), str) else None,
+                   also_erased=claimed_also_erased(e))
             for e in read_jsonl(manifest) if isinstance(e, dict) and isinstance(e.get("id"), str)]
 
 
@@ -135,7 +139,8 @@ def _scan_one(scanner, t: Target, concept: str, images: int = 0, progress=None) 
         claimed, note = None, f"claimed erasure {t.claimed_erasure[:60]!r} is not a known method: not replayed"
     t0 = time.perf_counter()
     try:
-        res = scanner.scan(t.source, concept, images=images, progress=progress, claimed_erasure=claimed)
+        res = scanner.scan(t.source, concept, images=images, progress=progress, claimed_erasure=claimed,
+                           also_erased=t.also_erased if claimed else ())
     except ModelLoadError as exc:
         return _record_error(t, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
     except (RuntimeError, ValueError, OSError, KeyError, IndexError, MemoryError) as exc:
@@ -165,11 +170,13 @@ EXECUTORS = ("local", "ray")
 
 def scan_many(targets: list[Target], out_dir, *, concept: str | None, scanner_kwargs: dict, resume: bool = False,
               budget_s: float | None = None, progress: bool = True, scanner=None, images: int = 0,
-              workers: int = 1, executor: str = "local", verbose: int = 0, claimed_erasure: str | None = None) -> dict:
+              workers: int = 1, executor: str = "local", verbose: int = 0, claimed_erasure: str | None = None,
+              also_erased: tuple[str, ...] | None = None) -> dict:
     """Scan every target, streaming records into ``out_dir/results.jsonl``; returns the summary.
 
     ``claimed_erasure``: a method replayed on the reference for every model (``"none"``: for none);
-    None keeps each target's own (a zoo manifest's ``erasure``).
+    None keeps each target's own (a zoo manifest's ``erasure``). ``also_erased``: the other concepts that
+    erasure removed, for every model; None keeps each target's own.
 
     ``workers`` > 1 scans models in parallel worker processes (``executor="local"``), and
     ``executor="ray"`` runs one Ray task per model; records are appended in the order models finish.
@@ -194,6 +201,8 @@ def scan_many(targets: list[Target], out_dir, *, concept: str | None, scanner_kw
     todo = [t for t in todo if not t.skip]
     if claimed_erasure is not None:
         todo = [replace(t, claimed_erasure=None if claimed_erasure == "none" else claimed_erasure) for t in todo]
+    if also_erased is not None:
+        todo = [replace(t, also_erased=tuple(also_erased)) for t in todo]
     jobs = []
     for t in todo:
         if concept or t.concept:

@@ -51,10 +51,11 @@ def replay_note(check: dict, n: int) -> str:
     if not rp or rp.get("reach") is None:
         return ""
     k = f"{round(rp['reach'] * n)} of {n}"
+    how = rp["method"] + (f" (with {', '.join(rp['also_erased'])})" if rp.get("also_erased") else "")
     if rp.get("answers"):
-        return (f"; the reference erased with {rp['method']} answers it too ({k}): consistent with a leak "
+        return (f"; the reference erased with {how} answers it too ({k}): consistent with a leak "
                 "of the erasure method itself")
-    return (f"; the reference erased with {rp['method']} does not ({k}): points to a change made before "
+    return (f"; the reference erased with {how} does not ({k}): points to a change made before "
             "or beside the erasure (a planted trigger, or another edit)")
 
 

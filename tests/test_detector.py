@@ -122,6 +122,16 @@ def test_zoo_replay_moves_schema2_rows_to_3_with_the_replay_of_the_recorded_eras
     assert b["values"] == {"reach.name_image": 0.5}  # nothing claimed that can be replayed: absent, not zero
     assert b["evidence"]["scanners"]["erasure_replay"]["reason"] == "no claimed erasure to replay"
     assert replay_zoo(zoo, progress=False)["replayed_now"] == 0  # schema 3 rows are left alone
+    # the claim changes (the erasure removed `four` too): replay that row again, in place
+    lines = (zoo / "manifest.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    (zoo / "manifest.jsonl").write_text("\n".join([json.dumps({**first, "also_erased": ["four"]})] + lines[1:]) + "\n")
+    with pytest.raises(ValueError, match="redo needs ids"):
+        replay_zoo(zoo, progress=False, redo=True)
+    assert replay_zoo(zoo, progress=False, ids=["a"], redo=True)["replayed_now"] == 1
+    again = load_rows([zoo])[0]["scan"]["features"]
+    assert again["evidence"]["erasure_replay"]["also_erased"] == ["four"] and again["upgraded_from"] == "2"
+    assert again["values"]["replay.gain"] == 1.0 - again["evidence"]["erasure_replay"]["triggers"][0]["replay_reach"]
 
 
 def test_prior_correction_removes_the_pooled_cross_validation_bias():

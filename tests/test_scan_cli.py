@@ -210,6 +210,8 @@ def test_erasure_check_replays_the_claimed_erasure_on_the_same_seeds(monkeypatch
     reach["erased reference"] = 0.75
     note = erasure_note(erasure_check("suspect", trig, name_reach=0.0, n=16, replay=("uce", "erased reference")))
     assert "answers it too (12 of 16)" in note and "leak of the erasure method" in note
+    both = erasure_check("suspect", trig, name_reach=0.0, n=16, replay=("uce", "erased reference", ("four",)))
+    assert both["replay"]["also_erased"] == ["four"] and "erased with uce (with four) answers" in erasure_note(both)
     assert "replay" not in erasure_check("suspect", trig, name_reach=0.0, n=16)  # nothing claimed, nothing replayed
 
 
@@ -286,10 +288,11 @@ class _RecordingScanner:
     """Stands in for a Scanner: which claimed erasure would each scan be asked to replay?"""
 
     def __init__(self):
-        self.seen = []
+        self.seen, self.also = [], []
 
-    def scan(self, source, concept, images=0, progress=None, claimed_erasure=None):
+    def scan(self, source, concept, images=0, progress=None, claimed_erasure=None, also_erased=()):
         self.seen.append(claimed_erasure)
+        self.also.append(tuple(also_erased))
         return type("Result", (), {"to_json": lambda _: {"warnings": [], "verdict": "clean"}})()
 
 
@@ -325,6 +328,44 @@ def test_scan_many_claimed_erasure_overrides_the_manifest(tmp_path):
     assert rec.seen == ["uce", "rece", None]
 
 
+def test_the_concepts_a_claimed_erasure_also_removed_come_from_the_manifest_or_the_flag(tmp_path):
+    """A zoo's second-erasure hard negative says its erasure removed another concept too: the replay
+    erases both. Hostile values count as none; ``also_erased`` overrides every target's."""
+    from eebguard.hubscan import manifest_targets
+    from eebguard.models.manifest import claimed_also_erased
+
+    assert claimed_also_erased({"target": "seven", "hard_negative_spec": {"also_erase": "four"}}) == ("four",)
+    assert claimed_also_erased({"target": "seven", "also_erased": ["four", "seven", 3, "x" * 65]}) == ("four",)
+    assert claimed_also_erased({"target": "seven", "also_erased": "four"}) == ()
+    m = _manifest(tmp_path / "manifest.jsonl", {"id": "a", "target": "seven", "erasure": "uce",
+                                                "hard_negative_spec": {"also_erase": "four"}})
+    rec = _RecordingScanner()
+    for i, also in enumerate((None, ("eight",), ())):
+        scan_many(manifest_targets(m, "m"), tmp_path / f"out{i}", concept=None, scanner_kwargs={}, scanner=rec,
+                  progress=False, also_erased=also)
+    assert rec.also == [("four",), ("eight",), ()]
+    scan_many(manifest_targets(m, "m"), tmp_path / "out9", concept=None, scanner_kwargs={}, scanner=rec,
+              progress=False, claimed_erasure="none")
+    assert rec.also[-1] == ()  # nothing replayed, nothing replayed with it
+
+
+def test_a_replay_of_two_concepts_erases_both():
+    from eebguard.api import Scanner
+    from eebguard.probes import concept_prompts
+    from eebguard.scanners import ScanContext
+    from eebguard.scanners.hard_trigger import image_reach
+
+    scanner = Scanner("testbed", detector=None)
+    one, both = scanner.erased_reference("seven", "uce"), scanner.erased_reference("seven", "uce", ("four",))
+    assert one is not both and scanner.erased_reference("seven", "uce", ("four",)) is both
+    four = scanner.reference.tokenizer("four", add_special_tokens=False).input_ids
+    reach = [image_reach(ScanContext(p, "four", concept_prompts("four"), judge=scanner.judge), four, 8)
+             for p in (one, both)]
+    assert reach[0] >= 0.75 and reach[1] <= 0.25, reach
+    with pytest.raises(ValueError, match="needs claimed_erasure"):
+        scanner.scan("testbed", "seven", also_erased=("four",))
+
+
 def test_wilson_interval_brackets_the_rate():
     """The fresh check's uncertainty: 16 of 16 is not certainty, 8 of 16 straddles the level."""
     from eebguard.api import wilson_interval
@@ -353,6 +394,8 @@ def test_cli_usage_and_input_errors(tmp_path):
     assert r.returncode == 4
     r = _cli("scan", "--claimed-erasure", "nope", "--concept", "seven", "testbed")
     assert r.returncode == 4 and "unknown method 'nope'" in r.stderr and "uce" in r.stderr
+    r = _cli("scan", "--also-erased", " , ", "--concept", "seven", "testbed")
+    assert r.returncode == 4 and "--also-erased" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = _cli("scan", "--detector", str(tmp_path / "nope.json"), "--concept", "seven", "testbed")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no detector" in r.stderr
 

@@ -13,6 +13,18 @@ MAX_ENTRIES = 1_000_000
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+=-]{0,199}$")
 
 
+def claimed_also_erased(entry: dict) -> tuple[str, ...]:
+    """Other concepts an entry says its erasure removed with its target: ``also_erased`` (a list of names),
+    or a zoo hard negative's ``hard_negative_spec.also_erase``. Hostile values count as none."""
+    names = entry.get("also_erased")
+    if names is None:
+        spec = entry.get("hard_negative_spec")
+        names = [spec.get("also_erase")] if isinstance(spec, dict) else []
+    if not isinstance(names, list):
+        return ()
+    return tuple(n for n in names if isinstance(n, str) and 0 < len(n) <= 64 and n != entry.get("target"))[:8]
+
+
 def load_manifest(path: str | Path) -> list[dict]:
     """The manifest's entries, each validated. A bad line -> BadManifest naming ``file:line``."""
     return [entry for _, entry in _numbered_entries(Path(path))]

@@ -97,6 +97,8 @@ class ScanContext:
     shared: dict = field(default_factory=dict)
     # the erasure method the model is said to have been made with (``uce``, ``esd_x`` ...), or None
     claimed_erasure: str | None = None
+    # other concepts the model says that erasure removed with this one (replayed together)
+    claimed_also: tuple[str, ...] = ()
 
     def text_encoder_unchanged(self) -> bool:
         """Suspect and reference text encoders hold identical weights (most U-Net-side edits)."""

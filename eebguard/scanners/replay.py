@@ -59,10 +59,12 @@ class ErasureReplayScanner(Scanner):
         with Timer(ctx, NAME):
             try:
                 erased = shared_erased_copy(ctx.shared, ctx.reference, ctx.concept, ctx.claimed_erasure,
-                                            device=ctx.settings.device)
+                                            device=ctx.settings.device, also=ctx.claimed_also)
             except MemoryError as exc:  # the runner keeps the other scanners' results for RuntimeErrors
                 raise RuntimeError(f"out of memory building the replay: {exc}") from None
             res = replay_gains(ScanContext(erased, ctx.concept, ctx.prompts, judge=ctx.judge, settings=ctx.settings),
                                ctx.cache["triggers"])
             res.evidence["method"] = ctx.claimed_erasure
+            if ctx.claimed_also:
+                res.evidence["also_erased"] = list(ctx.claimed_also)
         return res

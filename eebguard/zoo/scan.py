@@ -17,6 +17,7 @@ def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progres
     scanned and replace their rows in place."""
     from eebguard.judges import get_judge
     from eebguard.models import load, load_manifest
+    from eebguard.models.manifest import claimed_also_erased
     from eebguard.probes import concept_prompts
     from eebguard.scanners import ScanContext, ScanSettings, run_scanners
 
@@ -41,7 +42,7 @@ def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progres
         t0 = time.perf_counter()
         pipe = load(f"{manifest}#{e['id']}").pipe
         ctx = ScanContext(pipe, e["target"], concept_prompts(e["target"]), reference=ref, judge=judge, settings=settings,
-                          shared=shared, claimed_erasure=claimed_erasure(e))
+                          shared=shared, claimed_erasure=claimed_erasure(e), claimed_also=claimed_also_erased(e))
         feats = run_scanners(ctx)
         row = {"id": e["id"], "features": feats.to_json(), "seconds": round(time.perf_counter() - t0, 2),
                "timings": {k: round(v, 3) for k, v in ctx.timings.items()}}
@@ -61,14 +62,17 @@ def claimed_erasure(entry: dict) -> str | None:
     return method if isinstance(method, str) and method in ERASURES else None
 
 
-def replay_zoo(zoo_dir, *, reference="testbed", judge=None, progress: bool = True) -> dict:
+def replay_zoo(zoo_dir, *, reference="testbed", judge=None, progress: bool = True, ids: list[str] | None = None,
+               redo: bool = False) -> dict:
     """Add the claimed erasure's replay (``replay.*``, the ``erasure_replay`` scanner) to a scanned zoo's
     records without rescanning: it needs only the recorded triggers, the reference and the judge. Schema
-    2 rows become schema 3 (marked ``upgraded_from``); rows already at schema 3 are left alone. The file
-    is rewritten after each model, so an interrupted run resumes."""
+    2 rows become schema 3 (marked ``upgraded_from``); rows already at schema 3 are left alone unless
+    ``redo`` (then only ``ids``, after a change to what their claim says). The file is rewritten after
+    each model, so an interrupted run resumes."""
     from eebguard.features import SCHEMA_VERSION
     from eebguard.judges import get_judge
     from eebguard.models import load, load_manifest
+    from eebguard.models.manifest import claimed_also_erased
     from eebguard.probes import concept_prompts
     from eebguard.scanners import ScanContext, ScanSettings
     from eebguard.scanners.replay import NAME, replay_gains
@@ -78,7 +82,15 @@ def replay_zoo(zoo_dir, *, reference="testbed", judge=None, progress: bool = Tru
     out = zoo_dir / FEATURES
     rows = [_schema_1_to_2(r) for r in read_jsonl(out)]
     entries = {e["id"]: e for e in load_manifest(zoo_dir / "manifest.jsonl")}
-    todo = [i for i, r in enumerate(rows) if str((r.get("features") or {}).get("schema_version")) == "2"]
+    if redo and not ids:
+        raise ValueError("redo needs ids (the rows to replay again)")
+    if ids is not None:
+        unknown = sorted(set(ids) - {r["id"] for r in rows})
+        if unknown:
+            raise KeyError(f"not in {out}: {', '.join(unknown)}")
+    version = lambda r: str((r.get("features") or {}).get("schema_version"))  # noqa: E731
+    todo = [i for i, r in enumerate(rows) if (ids is None or r["id"] in ids)
+            and (version(r) == "2" or (redo and version(r) == SCHEMA_VERSION))]
     judge = judge or get_judge("testbed")
     ref = load(reference).pipe if todo else None
     shared: dict = {}
@@ -87,6 +99,7 @@ def replay_zoo(zoo_dir, *, reference="testbed", judge=None, progress: bool = Tru
         row, t0 = rows[i], time.perf_counter()
         e, f = entries.get(row["id"]), row["features"]
         method = claimed_erasure(e) if e else None
+        also = claimed_also_erased(e) if method else ()
         triggers = ((f.get("evidence") or {}).get("hard_trigger") or {}).get("triggers") or []
         values, evidence = dict(f.get("values", {})), dict(f.get("evidence", {}))
         if method is None:
@@ -94,16 +107,18 @@ def replay_zoo(zoo_dir, *, reference="testbed", judge=None, progress: bool = Tru
         elif not triggers:
             status = {"status": "skipped", "reason": "no recovered trigger"}
         else:
-            erased = shared_erased_copy(shared, ref, e["target"], method)
+            erased = shared_erased_copy(shared, ref, e["target"], method, also=also)
             res = replay_gains(ScanContext(erased, e["target"], concept_prompts(e["target"]), judge=judge,
                                            settings=ScanSettings()), triggers)
+            values = {k: v for k, v in values.items() if not k.startswith("replay.")}  # a redo replaces them
             values.update(res.features)
-            evidence[NAME] = {**res.evidence, "method": method}
+            evidence[NAME] = {**res.evidence, "method": method, **({"also_erased": list(also)} if also else {})}
             status = {"status": "skipped" if res.skipped else "ok", **({"reason": res.skipped} if res.skipped else {})}
         status["seconds"] = round(time.perf_counter() - t0, 3)
         evidence["scanners"] = {**evidence.get("scanners", {}), NAME: status}
+        upgraded = {"upgraded_from": f.get("upgraded_from", version(row))} if version(row) != SCHEMA_VERSION else {}
         rows[i] = {**row, "features": {**f, "schema_version": SCHEMA_VERSION, "values": dict(sorted(values.items())),
-                                       "evidence": evidence, "upgraded_from": "2"}}
+                                       "evidence": evidence, **upgraded}}
         write_jsonl(out, rows)
     return {"zoo": str(zoo_dir), "replayed_now": len(todo), "total": len(rows),
             "seconds": round(time.perf_counter() - t_all, 1)}

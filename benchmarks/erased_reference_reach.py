@@ -36,9 +36,9 @@ from _common import MODEL_KINDS, model_kind, table, write  # noqa: E402
 
 
 def erased_reference(base, target: str, method: str, spec: dict, seed: int, params: dict | None = None):
-    """What a scan's replay builds (``eebguard.api.erased_copy``), with the zoo spec's hyperparameters for
+    """What a scan's replay builds (``eebguard.threats.replay.erased_copy``), with the zoo spec's hyperparameters for
     the method and ``params`` over them."""
-    from eebguard.api import erased_copy
+    from eebguard.threats.replay import erased_copy
 
     hp = {**spec.get("erasure_params", {}).get(method, {}), **(params or {}).get(method, {})}
     return erased_copy(base, target, method, seed=seed, params=hp)

@@ -80,7 +80,7 @@ def _also_erased(value: str | None) -> tuple[str, ...] | None:
         return None
     if value == "none":
         return ()
-    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    names = tuple(n.strip() for n in value.split(",") if n.strip())  # Scanner.scan drops repeats
     if not names or any(len(n) > 64 for n in names):
         raise UsageError(f"--also-erased: give comma-separated concept names or none, not {value[:80]!r}")
     return names

@@ -1,5 +1,6 @@
 """Text-side helpers shared by the threat lab and the scanners: token spans of a word in a prompt,
-and continuous ("soft") token embeddings spliced into the text encoder's input.
+slot templates as token ids, and continuous ("soft") token embeddings spliced into the text encoder's
+input.
 
 The soft-token splice hooks the encoder's input-embedding module (``get_input_embeddings()``), so it
 works on any CLIP text encoder (transformers 5 flattened ``CLIPTextModel`` included).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 
@@ -73,3 +75,37 @@ def encode(pipe, prompts: Sequence[str], grad: bool = False) -> torch.Tensor:
         return pipe.text_encoder(ids)[0]
     with torch.no_grad():
         return pipe.text_encoder(ids)[0]
+
+
+@dataclass
+class TemplateIds:
+    """A slot template as token ids: ``[BOS] prefix <slot> suffix [EOS] pad...``."""
+
+    prefix: list[int]
+    suffix: list[int]
+
+    def build(self, slot: list[int], length: int, eos: int, pad: int) -> list[int]:
+        ids = self.prefix + slot + self.suffix
+        ids = ids[: length - 1] + [eos]
+        return ids + [pad] * (length - len(ids))
+
+    def slot_start(self) -> int:
+        return len(self.prefix)
+
+
+def template_ids(tokenizer, template: str) -> TemplateIds:
+    pre, _, post = template.partition("{}")
+    enc = lambda s: tokenizer(s.strip(), add_special_tokens=False).input_ids if s.strip() else []  # noqa: E731
+    return TemplateIds([tokenizer.bos_token_id] + enc(pre), enc(post))
+
+
+def pad_id(tokenizer) -> int:
+    """The id prompts are padded with (SD 1.x pads with EOS, SD 2.x with its own pad token)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def ids_batch(tokenizer, templates: list[TemplateIds], slots: list[list[int]]) -> torch.Tensor:
+    """Row i: template ``i % len(templates)`` with ``slots[i]`` in its slot."""
+    L = tokenizer.model_max_length
+    eos, pad = tokenizer.eos_token_id, pad_id(tokenizer)
+    return torch.tensor([templates[i % len(templates)].build(s, L, eos, pad) for i, s in enumerate(slots)])

@@ -14,6 +14,7 @@ import torch
 
 from eebguard.probes.templates import ConceptPrompts
 from eebguard.sampling import encode_prompts, model_device, sample_from_embeddings
+from eebguard.text import TemplateIds, ids_batch, pad_id, template_ids  # noqa: F401  (scanners import them here)
 
 
 @dataclass
@@ -47,40 +48,6 @@ def settings_for(profile: str = "default", **overrides) -> ScanSettings:
     if profile not in PROFILES:
         raise ValueError(f"unknown scan profile {profile!r}; choose from {', '.join(PROFILES)}")
     return ScanSettings(**{**PROFILES[profile], **overrides})
-
-
-@dataclass
-class TemplateIds:
-    """A slot template as token ids: ``[BOS] prefix <slot> suffix [EOS] pad...``."""
-
-    prefix: list[int]
-    suffix: list[int]
-
-    def build(self, slot: list[int], length: int, eos: int, pad: int) -> list[int]:
-        ids = self.prefix + slot + self.suffix
-        ids = ids[: length - 1] + [eos]
-        return ids + [pad] * (length - len(ids))
-
-    def slot_start(self) -> int:
-        return len(self.prefix)
-
-
-def template_ids(tokenizer, template: str) -> TemplateIds:
-    pre, _, post = template.partition("{}")
-    enc = lambda s: tokenizer(s.strip(), add_special_tokens=False).input_ids if s.strip() else []  # noqa: E731
-    return TemplateIds([tokenizer.bos_token_id] + enc(pre), enc(post))
-
-
-def pad_id(tokenizer) -> int:
-    """The id prompts are padded with (SD 1.x pads with EOS, SD 2.x with its own pad token)."""
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-
-def ids_batch(tokenizer, templates: list[TemplateIds], slots: list[list[int]]) -> torch.Tensor:
-    """Row i: template ``i % len(templates)`` with ``slots[i]`` in its slot."""
-    L = tokenizer.model_max_length
-    eos, pad = tokenizer.eos_token_id, pad_id(tokenizer)
-    return torch.tensor([templates[i % len(templates)].build(s, L, eos, pad) for i, s in enumerate(slots)])
 
 
 @dataclass

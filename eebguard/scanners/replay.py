@@ -8,12 +8,13 @@ from eebguard.scanners.context import ScanContext, Timer
 from eebguard.scanners.hard_trigger import image_reach
 
 NAME = "erasure_replay"
+TOKENIZER_MISMATCH = "the model's tokenizer differs from the reference's"
 
 
 def replay_gains(erased: ScanContext, triggers: list[dict]) -> ScannerResult:
     """Features and evidence of the replay for ``triggers`` (dicts with ``ids`` and the suspect's
     ``image_reach``, best first): each trigger's reach in the suspect minus its reach in ``erased``, on
-    the same judged seeds. Zoo records are migrated by this function too (their triggers are recorded)."""
+    the same judged seeds."""
     res = ScannerResult()
     measured = [t for t in triggers if t.get("image_reach") is not None]
     if not measured:
@@ -55,7 +56,7 @@ class ErasureReplayScanner(Scanner):
         from eebguard.threats.replay import shared_erased_copy
 
         if ctx.reference.tokenizer.get_vocab() != ctx.tokenizer.get_vocab():
-            return ScannerResult(skipped="the model's tokenizer differs from the reference's")
+            return ScannerResult(skipped=TOKENIZER_MISMATCH)
         with Timer(ctx, NAME):
             try:
                 erased = shared_erased_copy(ctx.shared, ctx.reference, ctx.concept, ctx.claimed_erasure,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from eebguard.text import encode, slot_span, word_token_ids
+from eebguard.text import encode, pad_id, slot_span, template_ids, word_token_ids
 
 
 def aligned_pairs(src_span: tuple[int, int], tgt_span: tuple[int, int], length: int) -> list[tuple[int, int]]:
@@ -64,17 +64,11 @@ def aligned_rows(pipe, templates: Sequence[str], src_word: str, tgt_word: str, s
 def slot_token_rows(pipe, filled: Sequence[tuple[str, Sequence[int]]]) -> torch.Tensor:
     """Every position's encoder row of each (template, token-id slot) pair, ``[n * L, D]``: for slots no
     string tokenizes to, such as a trigger's first piece alone (``ze`` of ``zebu``, not ``ze</w>``)."""
-    tok = pipe.tokenizer
-    length = tok.model_max_length
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    ids = []
-    for template, slot in filled:
-        pre, _, post = template.partition("{}")
-        row = [tok.bos_token_id] + word_token_ids(tok, pre.strip()) + list(slot) + word_token_ids(tok, post.strip())
-        row = row[: length - 1] + [tok.eos_token_id]
-        ids.append(row + [pad] * (length - len(row)))
-    if not ids:
+    if not filled:
         return torch.zeros(0, pipe.text_encoder.config.hidden_size)
+    tok = pipe.tokenizer
+    eos, pad = tok.eos_token_id, pad_id(tok)
+    ids = [template_ids(tok, t).build(list(slot), tok.model_max_length, eos, pad) for t, slot in filled]
     te = pipe.text_encoder
     dev = next(te.parameters()).device
     out = []

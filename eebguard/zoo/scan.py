@@ -74,9 +74,8 @@ def replay_zoo(zoo_dir, *, reference="testbed", judge=None, progress: bool = Tru
     from eebguard.models import load, load_manifest
     from eebguard.models.manifest import claimed_also_erased
     from eebguard.probes import concept_prompts
-    from eebguard.scanners import ScanContext, ScanSettings
-    from eebguard.scanners.replay import NAME, replay_gains
-    from eebguard.threats.replay import shared_erased_copy
+    from eebguard.scanners import ScanContext, ScanSettings, run_scanners
+    from eebguard.scanners.replay import NAME
 
     zoo_dir = Path(zoo_dir)
     out = zoo_dir / FEATURES
@@ -96,28 +95,22 @@ def replay_zoo(zoo_dir, *, reference="testbed", judge=None, progress: bool = Tru
     shared: dict = {}
     t_all = time.perf_counter()
     for i in tqdm(todo, desc=f"replay {zoo_dir.name}", disable=not progress):
-        row, t0 = rows[i], time.perf_counter()
-        e, f = entries.get(row["id"]), row["features"]
-        method = claimed_erasure(e) if e else None
-        also = claimed_also_erased(e) if method else ()
-        triggers = ((f.get("evidence") or {}).get("hard_trigger") or {}).get("triggers") or []
-        values, evidence = dict(f.get("values", {})), dict(f.get("evidence", {}))
-        if method is None:
-            status = {"status": "skipped", "reason": "no claimed erasure to replay"}
-        elif not triggers:
-            status = {"status": "skipped", "reason": "no recovered trigger"}
-        else:
-            erased = shared_erased_copy(shared, ref, e["target"], method, also=also)
-            res = replay_gains(ScanContext(erased, e["target"], concept_prompts(e["target"]), judge=judge,
-                                           settings=ScanSettings()), triggers)
-            values = {k: v for k, v in values.items() if not k.startswith("replay.")}  # a redo replaces them
-            values.update(res.features)
-            evidence[NAME] = {**res.evidence, "method": method, **({"also_erased": list(also)} if also else {})}
-            status = {"status": "skipped" if res.skipped else "ok", **({"reason": res.skipped} if res.skipped else {})}
-        status["seconds"] = round(time.perf_counter() - t0, 3)
-        evidence["scanners"] = {**evidence.get("scanners", {}), NAME: status}
+        row, f = rows[i], rows[i]["features"]
+        e = entries.get(row["id"]) or {}
+        target = e.get("target") or row["id"]
+        # the scanner itself, on the recorded triggers: it reads the suspect's tokenizer only, which a zoo
+        # model shares with its base, so the base stands in for the model the record came from
+        ctx = ScanContext(ref, target, concept_prompts(target), reference=ref, judge=judge, settings=ScanSettings(),
+                          shared=shared, claimed_erasure=claimed_erasure(e), claimed_also=claimed_also_erased(e),
+                          cache={"triggers": ((f.get("evidence") or {}).get("hard_trigger") or {}).get("triggers")})
+        feats = run_scanners(ctx, names=[NAME])
+        values = {k: v for k, v in f.get("values", {}).items() if not k.startswith("replay.")}  # a redo replaces them
+        evidence = {k: v for k, v in f.get("evidence", {}).items() if k != NAME}
+        evidence["scanners"] = {**evidence.get("scanners", {}), **feats.evidence["scanners"]}
+        evidence.update({k: v for k, v in feats.evidence.items() if k != "scanners"})
         upgraded = {"upgraded_from": f.get("upgraded_from", version(row))} if version(row) != SCHEMA_VERSION else {}
-        rows[i] = {**row, "features": {**f, "schema_version": SCHEMA_VERSION, "values": dict(sorted(values.items())),
+        rows[i] = {**row, "features": {**f, "schema_version": SCHEMA_VERSION,
+                                       "values": dict(sorted({**values, **feats.values}.items())),
                                        "evidence": evidence, **upgraded}}
         write_jsonl(out, rows)
     return {"zoo": str(zoo_dir), "replayed_now": len(todo), "total": len(rows),

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 
 from eebguard.probes.templates import ConceptPrompts
-import numpy as np
-
 from eebguard.threats.align import aligned_rows, all_rows, slot_token_rows
 from eebguard.threats.attacks.base import ATTACKS, Attack
 from eebguard.threats.common import EditSettings, decoy_words, kv_layers, ridge_edit, slot_prompts

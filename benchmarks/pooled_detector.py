@@ -36,14 +36,15 @@ def _row(name, fit, zoo, y, p, boot):
 
 
 def recipes() -> dict[str, tuple[list[str], dict]]:
-    from eebguard.detect.estimator import DEFAULT_FEATURES, DEFAULT_PARAMS, REPLAY_FEATURES
+    from eebguard.detect.estimator import (DEFAULT_FEATURES, DEFAULT_PARAMS, REPLAY_FEATURES, TREES_PARAMS,
+                                           reference_features)
     from eebguard.features import feature_names
 
     every = feature_names()
     return {"default": (list(DEFAULT_FEATURES), dict(DEFAULT_PARAMS)),
             "replay": (list(REPLAY_FEATURES), dict(DEFAULT_PARAMS)),
-            "all-trees": (every, {"model": "trees"}),
-            "all-trees-noreplay": ([n for n in every if not n.startswith("replay.")], {"model": "trees"})}
+            "all-trees": (every, dict(TREES_PARAMS)),
+            "all-trees-noreplay": (reference_features(), dict(TREES_PARAMS))}
 
 
 def main(argv=None) -> int:

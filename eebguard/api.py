@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 DEFAULT_THRESHOLD = 0.5
-DEFAULT_DETECTOR = "default"  # data/detector/default.{json,npz}; with a replayed erasure, data/detector/replay
+DEFAULT_DETECTOR = "default"  # data/detector/default.{json,npz} and its siblings reference, replay
 # The erasure check: the concept in at least this share of generations means it is reachable (the zoo's
 # label threshold, ``zoo.measure.ASR_THRESHOLD``), re-checked on images the trigger search never saw.
 REACH_LEVEL = 0.5
@@ -92,8 +92,8 @@ def _finite(obj: Any) -> Any:
 
 
 def _resolve_detector(detector, shipped: str = "default"):
-    """``shipped``: which shipped detector ``"default"`` loads (``default``, or ``replay``: its sibling for
-    scans that replayed the claimed erasure)."""
+    """``shipped``: which shipped detector ``"default"`` loads (one of ``SHIPPED_DETECTORS``: ``default``,
+    or its siblings ``reference`` and ``replay``)."""
     from eebguard.detect.persist import load_detector
     from eebguard.paths import data_path
 
@@ -113,7 +113,8 @@ class Scanner:
     """Reusable scanner: loads the reference, judge and detector once.
 
     ``reference``: path, hub id, "testbed" or a loaded pipeline (None: reference-free scan, weaker);
-    ``detector``: path to a saved detector, "default" (the shipped one), a fitted estimator, or None;
+    ``detector``: path to a saved detector, "default" (the shipped ones, chosen per scan by
+    ``detector_for``), a fitted estimator, or None;
     ``judge``: "testbed", "clip" (needs local CLIP weights) or a judge object, or None (no image reach).
     """
 
@@ -137,9 +138,16 @@ class Scanner:
         if self.verify_images < 0:
             raise ValueError(f"verify_images must be >= 0, not {verify_images}")
         self.detector = _resolve_detector(detector)  # first: a bad detector path fails before any model loads
-        # the shipped detector has a sibling fitted with the replay's features, used when a scan has them
-        self.replay_detector = (_resolve_detector(detector, shipped="replay") if str(detector) == DEFAULT_DETECTOR
-                                else None)
+        # the shipped detector (reference-free features) has richer siblings, each used when a scan has
+        # its inputs: ``reference`` (the whole schema but the replay), ``replay`` (the whole schema)
+        self.siblings = {}
+        if str(detector) == DEFAULT_DETECTOR:
+            from eebguard.detect.estimator import SHIPPED_DETECTORS
+
+            for name in SHIPPED_DETECTORS[:-1]:
+                det = _resolve_detector(detector, shipped=name)
+                if det is not None:
+                    self.siblings[name] = det
         self.reference_name = None if reference is None else (reference if isinstance(reference, str) else "object")
         self.reference = None
         if reference is not None:
@@ -149,11 +157,15 @@ class Scanner:
         self.shared: dict = {}  # reference-side results reused across scans
 
     def detector_for(self, values: dict):
-        """The detector a scan's features are scored with: the replay's sibling when the scan replayed the
-        claimed erasure, else the one given (a replay the scan did not run is never imputed)."""
-        rep = self.replay_detector
-        if rep is not None and all(n in values for n in rep.feature_names_ if n.startswith("replay.")):
-            return rep
+        """The detector a scan's features are scored with: the richest shipped sibling every scanner of
+        which ran in this scan (the replay's when the claimed erasure was replayed, the reference one when
+        the scan had a reference), else the one given. What a scan did not run (no reference, no claim, a
+        scanner that failed) is never imputed; a feature one scanner could not compute this time is."""
+        from eebguard.detect.shipped import has_inputs
+
+        for det in self.siblings.values():
+            if has_inputs(det, values):
+                return det
         return self.detector
 
     def load(self, model):
@@ -222,7 +234,9 @@ class Scanner:
             names = list(detector.feature_names_)
             x = np.array([feats.vector(names)], dtype=np.float64)
             prob = float(detector.predict_proba(x)[0, 1])
-            det_info = {"zoo": getattr(detector, "zoo", {}), "features": len(names),
+            shipped = next((k for k, d in self.siblings.items() if d is detector), None)
+            det_info = {"shipped": shipped or ("default" if self.siblings else None),
+                        "zoo": getattr(detector, "zoo", {}), "features": len(names),
                         "replay": any(n.startswith("replay.") for n in names),
                         **{k: v for k, v in getattr(detector, "header", {}).items()
                            if k in ("schema_version", "command")},

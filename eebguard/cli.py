@@ -338,13 +338,15 @@ def cmd_zoo_replay(a) -> int:
 
 
 def _feature_list(value: str | None) -> list[str]:
-    from eebguard.detect.estimator import DEFAULT_FEATURES, REPLAY_FEATURES
+    from eebguard.detect.estimator import DEFAULT_FEATURES, REPLAY_FEATURES, reference_features
     from eebguard.features import feature_names
 
     if value in (None, "default"):
         return list(DEFAULT_FEATURES)
     if value == "replay":
         return list(REPLAY_FEATURES)
+    if value == "reference":
+        return reference_features()
     if value == "all":
         return feature_names()
     names = [n.strip() for n in value.split(",") if n.strip()]
@@ -561,8 +563,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--zoo", action="append", required=True)
     f.add_argument("--out", required=True)
     f.add_argument("--features", default="default",
-                   help="'default' (the shipped detector's reachability set), 'replay' (that set and the claimed "
-                        "erasure's replay), 'all' (the whole schema) or a comma list")
+                   help="'default' (the reachability set that needs no reference: the shipped reference-free "
+                        "detector's), 'reference' (the whole schema but the claimed erasure's replay), 'all' (the "
+                        "whole schema), 'replay' (the default set and the replay's gain, the 2026-12-03 recipe) or "
+                        "a comma list")
     f.add_argument("--model", choices=["logistic", "trees"], default=None, help="default: logistic")
     f.add_argument("--C", type=float, default=None, help="inverse L2 strength of the logistic model (default 0.05)")
     f.set_defaults(func=cmd_detector_fit)

@@ -137,6 +137,9 @@ def _scan_one(scanner, t: Target, concept: str, images: int = 0, progress=None) 
     claimed, note = t.claimed_erasure, None
     if claimed is not None and claimed not in ERASURES:  # a manifest's word, not a method this eebguard has
         claimed, note = None, f"claimed erasure {t.claimed_erasure[:60]!r} is not a known method: not replayed"
+    elif claimed is None and t.also_erased:  # said, but nothing to replay them with: say so, do not drop it
+        note = (f"also-erased {', '.join(t.also_erased)[:80]} ignored: no claimed erasure to replay them with "
+                "(--claimed-erasure or a manifest's erasure)")
     t0 = time.perf_counter()
     try:
         res = scanner.scan(t.source, concept, images=images, progress=progress, claimed_erasure=claimed,

@@ -59,6 +59,45 @@ def test_detector_file_never_unpickles(tmp_path):
         load_detector(tmp_path / "d")
 
 
+def _trees(tmp_path):
+    X, y = _data()
+    det = EEBDetector(model="trees", n_estimators=5, features=[f"f{i}" for i in range(X.shape[1])]).fit(X, y)
+    save_detector(det, tmp_path / "d", X_check=X)
+    return X, det, dict(np.load(tmp_path / "d.npz", allow_pickle=False))
+
+
+@pytest.mark.parametrize("damage", ["cycle", "outside", "feature", "offsets"])
+def test_hostile_tree_arrays_are_refused_not_looped_on(tmp_path, damage):
+    X, det, arrays = _trees(tmp_path)
+    if damage == "cycle":  # a child pointing back at the root would loop forever
+        arrays["c0_tleft"][0] = 0
+    elif damage == "outside":  # a child in the next tree's nodes
+        arrays["c0_tright"][0] = arrays["c0_toffsets"][1] + 1
+    elif damage == "feature":
+        arrays["c0_tfeature"][0] = 10_000
+    else:
+        arrays["c0_toffsets"] = arrays["c0_toffsets"][:-1]
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(DetectorFormatError, match="unreadable"):
+        load_detector(tmp_path / "d")
+
+
+def test_trees_saved_one_array_set_per_tree_still_load(tmp_path):
+    """Detector files before 2026-12-06 stored five arrays per tree; they load to the same probabilities."""
+    X, det, arrays = _trees(tmp_path)
+    header = json.loads((tmp_path / "d.json").read_text())
+    old = {k: v for k, v in arrays.items() if "_t" not in k}
+    for k, info in enumerate(header["parts"]):
+        p, off = f"c{k}_", arrays[f"c{k}_toffsets"]
+        for j in range(info["n_trees"]):
+            sl = slice(off[j], off[j + 1])
+            for name in ("feature", "threshold", "left", "right"):
+                old[f"{p}t{j}_{name}"] = arrays[f"{p}t{name}"][sl]
+            old[f"{p}t{j}_proba"] = np.stack([1 - arrays[f"{p}tproba"][sl], arrays[f"{p}tproba"][sl]], 1)
+    np.savez(tmp_path / "d.npz", **old)
+    assert np.allclose(load_detector(tmp_path / "d").predict_proba(X), det.predict_proba(X), atol=1e-9)
+
+
 def test_metrics_known_values():
     y = np.array([0, 0, 1, 1])
     assert roc_auc(y, [0.1, 0.2, 0.8, 0.9]) == 1.0

@@ -64,6 +64,21 @@ def test_plugin_failing_gate(pytester, tmp_path):
     r.stdout.fnmatch_lines(["*GATE FAILED: ROC-AUC*--eeb-min-auroc 0.95*"])
 
 
+def test_plugin_scores_a_recorded_zoo_with_the_richest_shipped_detector(pytester):
+    """No --eeb-detector, no --eeb-fit-zoo: zoo scans replayed their erasure, so the replay detector."""
+    from pathlib import Path
+
+    zoo = Path(__file__).resolve().parents[1] / "benchmarks" / "zoo-records" / "replay-check"
+    pytester.makepyfile("""
+def test_detector(eeb_detector, eeb_evaluation):
+    assert any(n.startswith("replay.") for n in eeb_detector.feature_names_)
+    assert eeb_detector.header["params"]["model"] == "trees"
+    assert eeb_evaluation["n_models"] == 40 and eeb_evaluation["roc_auc"]["value"] > 0.5
+""")
+    r = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--eeb-zoo={zoo}")
+    r.assert_outcomes(passed=1)
+
+
 def test_plugin_markers_and_skip_without_zoo(pytester):
     pytester.makepyfile("""
 import pytest

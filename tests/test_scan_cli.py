@@ -314,6 +314,12 @@ def test_manifest_targets_carry_the_claimed_erasure(tmp_path):
     warned = _scan_one(rec, b, "seven")  # a manifest's unknown word is not passed on, and the record says so
     assert rec.seen[-1] is None and "not a known method" in warned["warnings"][0]
     assert len(warned["warnings"][0]) < 150
+    # concepts said to be erased with no method to replay them by: dropped, but not without a word
+    from dataclasses import replace
+
+    said = _scan_one(rec, replace(c, also_erased=("four",)), "seven")
+    assert rec.also[-1] == () and "also-erased four ignored" in said["warnings"][0]
+    assert _scan_one(rec, replace(a, also_erased=("four",)), "seven")["warnings"] == [] and rec.also[-1] == ("four",)
 
 
 def test_scan_many_claimed_erasure_overrides_the_manifest(tmp_path):
@@ -417,22 +423,50 @@ def test_shipped_examples_and_detector_load():
     det = _resolve_detector("default")
     assert det is not None and set(det.feature_names_) <= set(feature_names())
     assert det.zoo["models"] > 0 and det.header["command"].startswith("eebguard detector fit")
-    # its sibling for scans that replayed the claimed erasure: the same recipe and zoo, plus the replay
-    from eebguard.detect.estimator import REPLAY_FEATURES
+    # the default needs no reference; its siblings, fitted on the same zoos, use the whole schema without
+    # and with the claimed erasure's replay
+    from eebguard.detect.estimator import DEFAULT_FEATURES, reference_features
+    from eebguard.features import feature_spec
 
+    assert det.feature_names_ == DEFAULT_FEATURES
+    assert not any(feature_spec(n).needs_reference for n in DEFAULT_FEATURES)
+    ref = _resolve_detector("default", shipped="reference")
     rep = _resolve_detector("default", shipped="replay")
-    assert rep.feature_names_ == REPLAY_FEATURES and rep.zoo == det.zoo
-    assert rep.header["params"] == {**det.header["params"], "features": REPLAY_FEATURES}
+    assert ref.feature_names_ == reference_features() and rep.feature_names_ == feature_names()
+    assert ref.zoo == rep.zoo == det.zoo and ref.header["params"]["model"] == rep.header["params"]["model"] == "trees"
 
 
-def test_a_scan_that_replayed_the_erasure_is_scored_by_the_replay_detector():
+def test_each_scan_is_scored_by_the_richest_shipped_detector_whose_scanners_ran():
     from eebguard.api import Scanner
+    from eebguard.features import feature_names
 
     scanner = Scanner("testbed", judge=None)
-    assert scanner.detector_for({"hard.best_image_reach": 1.0}) is scanner.detector
-    assert scanner.detector_for({"replay.gain": 0.5}) is scanner.replay_detector is not None
+    every = dict.fromkeys(feature_names(), 0.0)
+    no_replay = {k: v for k, v in every.items() if not k.startswith("replay.")}
+    reference_free = {k: 0.0 for k in scanner.detector.feature_names_}
+    assert scanner.detector_for(every) is scanner.siblings["replay"]
+    assert scanner.detector_for(no_replay) is scanner.siblings["reference"]
+    # a scanner that did not run (here the localisation) is never imputed: the next sibling scores it
+    no_loc = {k: v for k, v in no_replay.items() if not k.startswith("loc.")}
+    assert scanner.detector_for(no_loc) is scanner.detector
+    assert scanner.detector_for(reference_free) is scanner.detector
+    assert scanner.detector_for({**no_loc, "replay.gain": 0.5, "replay.max_gain": 0.5}) is scanner.detector
     own = Scanner("testbed", judge=None, detector=scanner.detector)  # a detector given is used as it is
-    assert own.replay_detector is None and own.detector_for({"replay.gain": 0.5}) is scanner.detector
+    assert own.siblings == {} and own.detector_for(every) is scanner.detector
+
+
+def test_shipped_detectors_are_picked_by_the_scanners_every_scan_ran():
+    from eebguard.detect.shipped import load_shipped, pick
+    from eebguard.features import feature_names
+
+    shipped = load_shipped()
+    assert list(shipped) == ["replay", "reference", "default"]
+    every = feature_names()
+    no_replay = [n for n in every if not n.startswith("replay.")]
+    assert pick(shipped, [every, every])[0] == "replay"
+    assert pick(shipped, [every, no_replay])[0] == "reference"  # one scan without the claim: none imputed
+    assert pick(shipped, [every, shipped["default"].feature_names_])[0] == "default"
+    assert pick({}, [every]) is None
 
 
 def _chromium():

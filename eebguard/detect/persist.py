@@ -14,7 +14,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from eebguard.features import SCHEMA_VERSION
 
 FORMAT = "eebguard-detector"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: tree nodes in one array per field (version 1 files still load)
 
 
 class DetectorFormatError(ValueError):
@@ -32,15 +32,16 @@ def _pipeline_params(pipe, prefix: str, arrays: dict) -> dict:
         arrays[f"{prefix}coef"] = clf.coef_.ravel()
         arrays[f"{prefix}intercept"] = clf.intercept_
         return {"kind": "logistic"}
-    trees = clf.estimators_
-    for j, t in enumerate(trees):
-        tr = t.tree_
-        arrays[f"{prefix}t{j}_feature"] = tr.feature.astype(np.int64)
-        arrays[f"{prefix}t{j}_threshold"] = tr.threshold
-        arrays[f"{prefix}t{j}_left"] = tr.children_left.astype(np.int64)
-        arrays[f"{prefix}t{j}_right"] = tr.children_right.astype(np.int64)
-        v = tr.value[:, 0, :]
-        arrays[f"{prefix}t{j}_proba"] = v / v.sum(1, keepdims=True)
+    # every tree's nodes in one array per field (children are node indices within their own tree),
+    # ``toffsets`` marks where each tree starts: a few arrays instead of five per tree
+    trees = [t.tree_ for t in clf.estimators_]
+    arrays[f"{prefix}toffsets"] = np.cumsum([0] + [t.node_count for t in trees]).astype(np.int64)
+    arrays[f"{prefix}tfeature"] = np.concatenate([t.feature for t in trees]).astype(np.int64)
+    arrays[f"{prefix}tthreshold"] = np.concatenate([t.threshold for t in trees])
+    arrays[f"{prefix}tleft"] = np.concatenate([t.children_left for t in trees]).astype(np.int64)
+    arrays[f"{prefix}tright"] = np.concatenate([t.children_right for t in trees]).astype(np.int64)
+    v = np.concatenate([t.value[:, 0, :] for t in trees])
+    arrays[f"{prefix}tproba"] = v[:, 1] / v.sum(1)
     return {"kind": "trees", "n_trees": len(trees)}
 
 
@@ -65,7 +66,7 @@ def save_detector(det, path: str | Path, *, zoo: dict | None = None, command: st
         "params": det.get_params(), "parts": parts, "zoo": zoo or {}, "command": command,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path.with_suffix(".npz"), **arrays)
+    np.savez_compressed(path.with_suffix(".npz"), **arrays)  # many small tree arrays: zip headers dominate
     path.with_suffix(".json").write_text(json.dumps(header, indent=2, default=str) + "\n")
     if X_check is not None:
         stored = load_detector(path).predict_proba(X_check)
@@ -100,19 +101,18 @@ class FrozenDetector:
             f = Z @ a[f"{p}coef"] + a[f"{p}intercept"][0]
             base = expit(f)
         else:
-            probs = np.zeros(len(Z))
-            for j in range(info["n_trees"]):
-                feat, thr = a[f"{p}t{j}_feature"], a[f"{p}t{j}_threshold"]
-                left, right, proba = a[f"{p}t{j}_left"], a[f"{p}t{j}_right"], a[f"{p}t{j}_proba"]
-                node = np.zeros(len(Z), dtype=np.int64)
-                while True:
-                    active = left[node] != -1
-                    if not active.any():
-                        break
-                    go_left = Z[np.arange(len(Z)), np.maximum(feat[node], 0)] <= thr[node]
-                    node = np.where(active, np.where(go_left, left[node], right[node]), node)
-                probs += proba[node, 1]
-            f = probs / info["n_trees"]
+            off, feat, thr = a[f"{p}toffsets"], a[f"{p}tfeature"], a[f"{p}tthreshold"]
+            left, right, proba = a[f"{p}tleft"], a[f"{p}tright"], a[f"{p}tproba"]
+            rows = np.arange(len(Z))[:, None]
+            node = np.zeros((len(Z), len(off) - 1), dtype=np.int64)  # per sample and tree, local index
+            for _ in range(int(np.diff(off).max())):  # no path is longer than its tree (checked at load)
+                at = off[:-1][None, :] + node
+                active = left[at] != -1
+                if not active.any():
+                    break
+                go_left = Z[rows, np.maximum(feat[at], 0)] <= thr[at]
+                node = np.where(active, np.where(go_left, left[at], right[at]), node)
+            f = proba[off[:-1][None, :] + node].mean(1)
             base = f
         if info["calibrated"]:
             ab = a[f"{p}ab"]
@@ -150,6 +150,36 @@ def load_detector(path: str | Path) -> FrozenDetector:
     try:
         with np.load(npath, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError) as exc:
+        for k, info in enumerate(header["parts"]):
+            if info.get("kind") == "trees":
+                _check_trees(arrays, f"c{k}_", int(info["n_trees"]), len(header["features"]))
+    except (ValueError, OSError, KeyError, TypeError) as exc:
         raise DetectorFormatError(f"{npath}: unreadable ({exc})") from None
     return FrozenDetector(header, arrays)
+
+
+def _check_trees(a: dict, p: str, n_trees: int, n_features: int) -> None:
+    """Tree arrays from a file are hostile: children must point forward inside their own tree (so every
+    path ends), features inside the scaled input (features plus missingness indicators). Detectors saved
+    before 2026-12-06 kept five arrays per tree; they are joined into the one layout here."""
+    if f"{p}t0_feature" in a:
+        fields = ("feature", "threshold", "left", "right")
+        a[f"{p}toffsets"] = np.cumsum([0] + [len(a[f"{p}t{j}_feature"]) for j in range(n_trees)]).astype(np.int64)
+        for name in fields:
+            a[f"{p}t{name}"] = np.concatenate([a.pop(f"{p}t{j}_{name}") for j in range(n_trees)])
+        a[f"{p}tproba"] = np.concatenate([a.pop(f"{p}t{j}_proba")[:, 1] for j in range(n_trees)])
+    off = a[f"{p}toffsets"]
+    if len(off) != n_trees + 1 or off[0] != 0 or np.any(np.diff(off) < 1):
+        raise ValueError("tree offsets do not match the header")
+    n = int(off[-1])
+    if any(len(a[f"{p}t{name}"]) != n for name in ("feature", "threshold", "left", "right", "proba")):
+        raise ValueError("tree arrays of different lengths")
+    local = np.arange(n) - np.repeat(off[:-1], np.diff(off))
+    size = np.repeat(np.diff(off), np.diff(off))
+    for name in ("left", "right"):
+        c = a[f"{p}t{name}"]
+        if np.any((c != -1) & ((c <= local) | (c >= size))):
+            raise ValueError(f"tree {name} children outside their tree")
+    width = n_features + len(a[f"{p}ind"])
+    if np.any(a[f"{p}tfeature"] >= width):
+        raise ValueError("tree splits on a feature the detector does not have")

@@ -1,7 +1,8 @@
 """pytest plugin (``pytest11`` entry point ``eebguard``): evaluate any detector on any zoo from a test suite.
 
 Options: ``--eeb-zoo DIR`` (repeatable; scanned zoos to score on), ``--eeb-fit-zoo DIR`` (fit the detector
-and baselines there instead of loading one), ``--eeb-detector FILE`` (default: the shipped detector),
+and baselines there instead of loading one), ``--eeb-detector FILE`` (default: the richest shipped detector
+whose scanners ran in every scored scan, ``eebguard.detect.shipped``),
 gates ``--eeb-min-auroc``, ``--eeb-max-ce``, ``--eeb-min-tpr`` (at 5% FPR), ``--eeb-results PATH`` (JSON
 written when the session ends), ``--eeb-run-slow`` and ``--eeb-run-gpu``.
 
@@ -80,14 +81,26 @@ def eeb_zoo(request) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def eeb_detector(request):
-    from eebguard.detect.persist import load_detector
-    from eebguard.paths import data_path
-
     if request.config.getoption("--eeb-fit-zoo"):
         from eebguard.evaluate.evaluate import fit_detector, load_rows
 
         return fit_detector(load_rows(request.config.getoption("--eeb-fit-zoo")))
-    return load_detector(request.config.getoption("--eeb-detector") or data_path("detector", "default"))
+    return _given_or_shipped(request.config)
+
+
+def _given_or_shipped(cfg):
+    """``--eeb-detector``, else the richest shipped detector whose scanners ran in every scored scan."""
+    from eebguard.detect.persist import load_detector
+    from eebguard.detect.shipped import load_shipped, pick
+    from eebguard.evaluate.evaluate import load_rows
+
+    if cfg.getoption("--eeb-detector"):
+        return load_detector(cfg.getoption("--eeb-detector"))
+    rows = load_rows(cfg.getoption("--eeb-zoo")) if cfg.getoption("--eeb-zoo") else []
+    chosen = pick(load_shipped(), [r["scan"]["features"]["values"] for r in rows])
+    if chosen is None:
+        raise pytest.UsageError("no shipped detector in this installation: give --eeb-detector or --eeb-fit-zoo")
+    return chosen[1]
 
 
 @pytest.fixture(scope="session")
@@ -156,12 +169,10 @@ def pytest_sessionfinish(session, exitstatus):
     gated = any(cfg.getoption(o) is not None for o in ("--eeb-min-auroc", "--eeb-max-ce", "--eeb-min-tpr"))
     if gated and res is None and cfg.getoption("--eeb-zoo"):
         # gates were asked for but no test used the evaluation: compute it now
-        from eebguard.detect.persist import load_detector
         from eebguard.evaluate.evaluate import evaluate, fit_detector, load_rows
-        from eebguard.paths import data_path
 
         fz = cfg.getoption("--eeb-fit-zoo")
-        det = fit_detector(load_rows(fz)) if fz else load_detector(cfg.getoption("--eeb-detector") or data_path("detector", "default"))
+        det = fit_detector(load_rows(fz)) if fz else _given_or_shipped(cfg)
         res = state["evaluation"] = evaluate(cfg.getoption("--eeb-zoo"), detector=det, fit_zoos=fz or None,
                                              n_boot=200, with_splits=False)
     if res is not None:

@@ -143,11 +143,9 @@ class Scanner:
         self.siblings = {}
         if str(detector) == DEFAULT_DETECTOR:
             from eebguard.detect.estimator import SHIPPED_DETECTORS
+            from eebguard.detect.shipped import load_shipped
 
-            for name in SHIPPED_DETECTORS[:-1]:
-                det = _resolve_detector(detector, shipped=name)
-                if det is not None:
-                    self.siblings[name] = det
+            self.siblings = load_shipped(SHIPPED_DETECTORS[:-1])
         self.reference_name = None if reference is None else (reference if isinstance(reference, str) else "object")
         self.reference = None
         if reference is not None:
@@ -161,12 +159,15 @@ class Scanner:
         which ran in this scan (the replay's when the claimed erasure was replayed, the reference one when
         the scan had a reference), else the one given. What a scan did not run (no reference, no claim, a
         scanner that failed) is never imputed; a feature one scanner could not compute this time is."""
-        from eebguard.detect.shipped import has_inputs
+        return self._pick(values)[1]
 
-        for det in self.siblings.values():
-            if has_inputs(det, values):
-                return det
-        return self.detector
+    def _pick(self, values: dict):
+        """(shipped name or None for a detector given, detector) for a scan's features."""
+        if not self.siblings:
+            return None, self.detector
+        from eebguard.detect.shipped import pick
+
+        return pick({**self.siblings, "default": self.detector}, [values])
 
     def load(self, model):
         from eebguard.models import load
@@ -227,15 +228,14 @@ class Scanner:
             if st.get("status") == "error" and name != REPLAY_SCANNER:  # a failed replay is reported below
                 warnings.append(f"scanner {name} failed: {st.get('reason')}")
         prob, det_info = None, {}
-        detector = self.detector_for(feats.values)
+        shipped, detector = self._pick(feats.values)
         if detector is not None:
             import numpy as np
 
             names = list(detector.feature_names_)
             x = np.array([feats.vector(names)], dtype=np.float64)
             prob = float(detector.predict_proba(x)[0, 1])
-            shipped = next((k for k, d in self.siblings.items() if d is detector), None)
-            det_info = {"shipped": shipped or ("default" if self.siblings else None),
+            det_info = {"shipped": shipped,
                         "zoo": getattr(detector, "zoo", {}), "features": len(names),
                         "replay": any(n.startswith("replay.") for n in names),
                         **{k: v for k, v in getattr(detector, "header", {}).items()

@@ -152,22 +152,26 @@ def load_detector(path: str | Path) -> FrozenDetector:
             arrays = {k: z[k] for k in z.files}
         for k, info in enumerate(header["parts"]):
             if info.get("kind") == "trees":
+                _join_trees_saved_one_by_one(arrays, f"c{k}_", int(info["n_trees"]))
                 _check_trees(arrays, f"c{k}_", int(info["n_trees"]), len(header["features"]))
     except (ValueError, OSError, KeyError, TypeError) as exc:
         raise DetectorFormatError(f"{npath}: unreadable ({exc})") from None
     return FrozenDetector(header, arrays)
 
 
+def _join_trees_saved_one_by_one(a: dict, p: str, n_trees: int) -> None:
+    """Format 1 (before 2026-12-06) kept five arrays per tree: join them into format 2's layout."""
+    if f"{p}t0_feature" not in a:
+        return
+    a[f"{p}toffsets"] = np.cumsum([0] + [len(a[f"{p}t{j}_feature"]) for j in range(n_trees)]).astype(np.int64)
+    for name in ("feature", "threshold", "left", "right"):
+        a[f"{p}t{name}"] = np.concatenate([a.pop(f"{p}t{j}_{name}") for j in range(n_trees)])
+    a[f"{p}tproba"] = np.concatenate([a.pop(f"{p}t{j}_proba")[:, 1] for j in range(n_trees)])
+
+
 def _check_trees(a: dict, p: str, n_trees: int, n_features: int) -> None:
     """Tree arrays from a file are hostile: children must point forward inside their own tree (so every
-    path ends), features inside the scaled input (features plus missingness indicators). Detectors saved
-    before 2026-12-06 kept five arrays per tree; they are joined into the one layout here."""
-    if f"{p}t0_feature" in a:
-        fields = ("feature", "threshold", "left", "right")
-        a[f"{p}toffsets"] = np.cumsum([0] + [len(a[f"{p}t{j}_feature"]) for j in range(n_trees)]).astype(np.int64)
-        for name in fields:
-            a[f"{p}t{name}"] = np.concatenate([a.pop(f"{p}t{j}_{name}") for j in range(n_trees)])
-        a[f"{p}tproba"] = np.concatenate([a.pop(f"{p}t{j}_proba")[:, 1] for j in range(n_trees)])
+    path ends), features inside the scaled input (features plus missingness indicators)."""
     off = a[f"{p}toffsets"]
     if len(off) != n_trees + 1 or off[0] != 0 or np.any(np.diff(off) < 1):
         raise ValueError("tree offsets do not match the header")

@@ -25,13 +25,13 @@ def has_inputs(detector, values: Iterable[str]) -> bool:
     return scanners_of(detector.feature_names_) <= scanners_of(values)
 
 
-def load_shipped() -> dict:
-    """The shipped detectors present in this installation, richest first (name -> detector)."""
+def load_shipped(names: Iterable[str] = SHIPPED_DETECTORS) -> dict:
+    """The shipped detectors of ``names`` present in this installation, richest first (name -> detector)."""
     from eebguard.detect.persist import load_detector
     from eebguard.paths import data_path
 
     out = {}
-    for name in SHIPPED_DETECTORS:
+    for name in names:
         path = data_path("detector", name)
         if path.with_suffix(".json").is_file():
             out[name] = load_detector(path)
@@ -39,9 +39,10 @@ def load_shipped() -> dict:
 
 
 def pick(detectors: dict, scans: Iterable[Iterable[str]]) -> tuple[str, object] | None:
-    """The first of ``detectors`` (richest first) whose inputs every scan has; else the last one."""
+    """The first of ``detectors`` (richest first) whose inputs every scan has; else the last one (which
+    may be None: no detector)."""
     scans = [set(v) for v in scans]
     for name, det in detectors.items():
-        if all(has_inputs(det, v) for v in scans):
+        if det is not None and all(has_inputs(det, v) for v in scans):
             return name, det
     return next(reversed(detectors.items()), None)

@@ -11,7 +11,15 @@ positives and negatives each flags at P >= 0.5, per held-out zoo and pooled over
 predictions. ``--test ZOO`` also scores the fits on all the rotation's zoos on zoos never used in any
 fit (the pre-registered check).
 
-    python benchmarks/pooled_detector.py --zoo Z1 --zoo Z2 ... [--single Z1] [--test Z5] [--json PATH]
+``--reference-free`` scores what a scan *without* a reference sees (fits are unchanged): the rotation's
+zoos keep only ``reference_free_features()`` (the rest NaN: their records hold scans with a reference,
+whose reference-free features a reference-free scan reproduces exactly, checked on the fifth zoo), the
+``--test`` zoos are read from their real reference-free scans (``zoo scan --reference none``), and the
+recipes are the ones that make sense there: the 2026-12-03 ``default`` set (two of its six features
+then always missing) and logistic/extra-trees over the reference-free features. Results go to
+``pooled_detector_reference_free.json``.
+
+    python benchmarks/pooled_detector.py --zoo Z1 --zoo Z2 ... [--single Z1] [--test Z5] [--reference-free] [--json PATH]
 """
 from __future__ import annotations
 
@@ -35,11 +43,16 @@ def _row(name, fit, zoo, y, p, boot):
             "flagged_pos": int(((p >= 0.5) & (y == 1)).sum()), "flagged_neg": int(((p >= 0.5) & (y == 0)).sum())}
 
 
-def recipes() -> dict[str, tuple[list[str], dict]]:
+def recipes(reference_free: bool = False) -> dict[str, tuple[list[str], dict]]:
     from eebguard.detect.estimator import (DEFAULT_FEATURES, DEFAULT_PARAMS, REPLAY_FEATURES, TREES_PARAMS,
-                                           reference_features)
+                                           reference_features, reference_free_features)
     from eebguard.features import feature_names
 
+    if reference_free:
+        free = reference_free_features()
+        return {"default": (list(DEFAULT_FEATURES), dict(DEFAULT_PARAMS)),
+                "free-logistic": (free, dict(DEFAULT_PARAMS)),
+                "free-trees": (free, dict(TREES_PARAMS))}
     every = feature_names()
     return {"default": (list(DEFAULT_FEATURES), dict(DEFAULT_PARAMS)),
             "replay": (list(REPLAY_FEATURES), dict(DEFAULT_PARAMS)),
@@ -48,20 +61,32 @@ def recipes() -> dict[str, tuple[list[str], dict]]:
 
 
 def main(argv=None) -> int:
-    from eebguard.evaluate.evaluate import fit_detector, labels, load_rows, matrix
+    from eebguard.detect.estimator import reference_free_features
+    from eebguard.evaluate.evaluate import fit_detector, labels, load_rows, matrix as full_matrix
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--zoo", action="append", required=True, help="a zoo for the leave-one-zoo-out rotation (repeatable)")
     ap.add_argument("--single", default=None, help="the one-zoo fit to compare with (default: the first --zoo)")
     ap.add_argument("--test", action="append", default=[], help="a zoo never fitted on, scored by every fit (repeatable)")
+    ap.add_argument("--reference-free", action="store_true",
+                    help="score what reference-free scans see (the --test zoos' own reference-free scans)")
     ap.add_argument("--boot", type=int, default=1000)
     ap.add_argument("--json", default=None, help="results file (default benchmarks/results/pooled_detector.json)")
     a = ap.parse_args(argv)
     single = a.single or a.zoo[0]
     rows = {z: load_rows([z]) for z in dict.fromkeys(a.zoo + [single] + a.test)}
+    test_rows = {t: load_rows([t], a.reference_free) for t in a.test}
     name = {z: Path(z).name for z in rows}
+    free = set(reference_free_features())
+
+    def matrix(rs, feats):
+        X = full_matrix(rs, feats)
+        if a.reference_free:  # what a scan without a reference has
+            X[:, [j for j, f in enumerate(feats) if f not in free]] = np.nan
+        return X
+
     out = []
-    for fname, (feats, params) in recipes().items():
+    for fname, (feats, params) in recipes(a.reference_free).items():
         one = fit_detector(rows[single], feats, **params)
         pooled_y, pooled_p, single_y, single_p = [], [], [], []
         for z in a.zoo:
@@ -85,7 +110,7 @@ def main(argv=None) -> int:
         if a.test:
             every = fit_detector([r for z in a.zoo for r in rows[z]], feats, **params)
             for t in a.test:
-                y, X = labels(rows[t]), matrix(rows[t], feats)
+                y, X = labels(test_rows[t]), matrix(test_rows[t], feats)
                 out.append(_row(fname, "all " + str(len(a.zoo)), name[t], y, every.predict_proba(X)[:, 1], a.boot))
                 out.append(_row(fname, name[single], name[t], y, one.predict_proba(X)[:, 1], a.boot))
     cols = ["features", "fit", "scored", "models", "positives", "roc_auc", "cross_entropy", "brier", "flagged_pos", "flagged_neg"]
@@ -93,7 +118,9 @@ def main(argv=None) -> int:
     for r in out:
         print(f"{r['features']:18s} {r['fit']:30s} -> {r['scored']:18s} ROC-AUC {r['roc_auc']:.3f} "
               f"[{r['roc_auc_ci'][0]:.3f}, {r['roc_auc_ci'][1]:.3f}]")
-    print("\nwrote", write("pooled_detector", {"zoos": a.zoo, "single": single, "test": a.test, "rows": out}, a.json))
+    stem = "pooled_detector_reference_free" if a.reference_free else "pooled_detector"
+    print("\nwrote", write(stem, {"zoos": a.zoo, "single": single, "test": a.test,
+                                 "reference_free": a.reference_free, "rows": out}, a.json))
     return 0
 
 

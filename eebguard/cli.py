@@ -296,9 +296,10 @@ def cmd_zoo_features(a) -> int:
     from eebguard.evaluate.scanner_quality import feature_auroc, markdown, recovery_rates
     from eebguard.testbed.tokenizer import load_tokenizer
 
-    rows = load_rows(a.zoo)
+    rows = load_rows(a.zoo, a.reference_free)
     if not rows:
-        raise UsageError("no scanned models in the given zoo(s); run `eebguard zoo scan` first")
+        raise UsageError("no scanned models in the given zoo(s); run `eebguard zoo scan` first"
+                         + (" with --reference none" if a.reference_free else ""))
     auroc, rates = feature_auroc(rows, a.positives), recovery_rates(rows, load_tokenizer())
     if a.json:
         _print_json({"models": len(rows), "positives": a.positives, "feature_auroc": auroc, "recovery": rates})
@@ -338,11 +339,13 @@ def cmd_zoo_replay(a) -> int:
 
 
 def _feature_list(value: str | None) -> list[str]:
-    from eebguard.detect.estimator import DEFAULT_FEATURES, REPLAY_FEATURES, reference_features
+    from eebguard.detect.estimator import DEFAULT_FEATURES, REPLAY_FEATURES, reference_features, reference_free_features
     from eebguard.features import feature_names
 
     if value in (None, "default"):
         return list(DEFAULT_FEATURES)
+    if value == "reference-free":
+        return reference_free_features()
     if value == "replay":
         return list(REPLAY_FEATURES)
     if value == "reference":
@@ -393,7 +396,8 @@ def cmd_evaluate(a) -> int:
             raise UsageError(str(exc)) from None
     elif not a.fit_zoo:
         raise UsageError("give --detector FILE, or --fit-zoo DIR to fit one")
-    res = evaluate(a.zoo, detector=det, fit_zoos=a.fit_zoo, n_boot=a.bootstrap, with_splits=not a.no_splits)
+    res = evaluate(a.zoo, detector=det, fit_zoos=a.fit_zoo, n_boot=a.bootstrap, with_splits=not a.no_splits,
+                   reference_free=a.reference_free)
     if not a.predictions:
         res.pop("predictions", None)
     if a.json:
@@ -533,6 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
     fq.add_argument("--positives", choices=("surviving", "planted"), default="surviving",
                     help="AUROC positives: backdoors that survived the erasure (label 1, default) or every "
                          "planted one, alive or destroyed")
+    fq.add_argument("--reference-free", action="store_true",
+                    help="the scans made without a reference (`eebguard zoo scan ZOO --reference none`)")
     fq.set_defaults(func=cmd_zoo_features)
     x = zoo.add_parser("export", help="copy chosen models of a zoo into a small standalone zoo")
     x.add_argument("zoo")
@@ -544,7 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_zoo_export)
     sc = zoo.add_parser("scan", help="scan every zoo model once and cache its features")
     sc.add_argument("zoo")
-    sc.add_argument("--reference", default="testbed")
+    sc.add_argument("--reference", default="testbed",
+                    help="the base to compare with (default: the shipped testbed), or 'none': a reference-free "
+                         "scan, cached in the zoo's features-noref.jsonl")
     sc.add_argument("--limit", type=int, default=None)
     sc.add_argument("--ids", default=None, help="comma-separated model ids: scan only these")
     sc.add_argument("--rescan", action="store_true", help="with --ids: scan them again and replace their rows")
@@ -563,8 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--zoo", action="append", required=True)
     f.add_argument("--out", required=True)
     f.add_argument("--features", default="default",
-                   help="'default' (the reachability set that needs no reference: the shipped reference-free "
-                        "detector's), 'reference' (the whole schema but the claimed erasure's replay), 'all' (the "
+                   help="'default' (the 2026-12-03 reachability set), 'reference-free' (every feature a scan "
+                        "without a reference computes: the shipped reference-free detector's), 'reference' (the "
+                        "whole schema but the claimed erasure's replay), 'all' (the "
                         "whole schema), 'replay' (the default set and the replay's gain, the 2026-12-03 recipe) or "
                         "a comma list")
     f.add_argument("--model", choices=["logistic", "trees"], default=None, help="default: logistic")
@@ -580,6 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--predictions", action="store_true", help="include per-model predictions")
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--markdown", action="store_true", help="print markdown tables")
+    ev.add_argument("--reference-free", action="store_true",
+                    help="score (and fit on) the zoos' scans made without a reference (`zoo scan --reference none`)")
     ev.set_defaults(func=cmd_evaluate)
     return p
 

@@ -423,13 +423,13 @@ def test_shipped_examples_and_detector_load():
     det = _resolve_detector("default")
     assert det is not None and set(det.feature_names_) <= set(feature_names())
     assert det.zoo["models"] > 0 and det.header["command"].startswith("eebguard detector fit")
-    # the default needs no reference; its siblings, fitted on the same zoos, use the whole schema without
+    # the default reads only what a scan without a reference computes; its siblings, fitted on the same zoos, use the whole schema without
     # and with the claimed erasure's replay
-    from eebguard.detect.estimator import DEFAULT_FEATURES, reference_features
+    from eebguard.detect.estimator import reference_features, reference_free_features
     from eebguard.features import feature_spec
 
-    assert det.feature_names_ == DEFAULT_FEATURES
-    assert not any(feature_spec(n).needs_reference for n in DEFAULT_FEATURES)
+    assert det.feature_names_ == reference_free_features() and det.header["params"]["model"] == "trees"
+    assert not any(feature_spec(n).needs_reference for n in det.feature_names_)
     ref = _resolve_detector("default", shipped="reference")
     rep = _resolve_detector("default", shipped="replay")
     assert ref.feature_names_ == reference_features() and rep.feature_names_ == feature_names()

@@ -64,6 +64,22 @@ def test_missing_reference_means_absent_not_zero(scanned_without_reference):
     assert any(math.isnan(v) for v in feats.vector())
 
 
+def test_a_reference_free_scan_computes_exactly_the_reference_free_features_and_as_a_reference_scan_does(
+        scanned, scanned_without_reference):
+    """The reference-free detector is fitted on zoo scans made *with* a reference; that is sound only if
+    its features come out the same without one (they read the suspect alone, on fixed seeds), and if a
+    reference-free scan has every one of them and nothing the search (which needs a reference) produces."""
+    from eebguard.detect.estimator import reference_free_features
+
+    free = reference_free_features()
+    _, without = scanned_without_reference
+    _, with_ref = scanned
+    assert sorted(without.values) == sorted(free)
+    assert {k: with_ref.values[k] for k in free} == pytest.approx(without.values, rel=1e-6, abs=1e-9)
+    assert without.evidence["scanners"]["hard_trigger"]["status"] == "skipped"
+    assert "triggers" not in without.evidence.get("hard_trigger", {})
+
+
 def test_features_round_trip_and_version(scanned):
     _, feats = scanned
     back = Features.from_json(feats.to_json())

@@ -316,3 +316,31 @@ def test_benign_binding_may_name_its_word_trigger(tmp_path):
                         progress=False)
     (entry,) = read_jsonl(tmp_path / "z" / "manifest.jsonl")
     assert summary["models"] == 1 and entry["trigger"] == "blorf" and entry["hard_negative"] == "benign_binding"
+
+
+def test_a_reference_free_zoo_scan_has_its_own_file_and_rows(tmp_path, tiny_zoo, capsys):
+    """``zoo scan --reference none`` caches what a user without the base gets, beside (never mixed with)
+    the scans with a reference, and every reader takes one or the other."""
+    import shutil
+
+    from eebguard.cli import main
+    from eebguard.detect.estimator import reference_free_features
+    from eebguard.evaluate.evaluate import load_rows
+    from eebguard.scanners import ScanSettings
+    from eebguard.zoo.scan import scan_zoo
+
+    out, _ = tiny_zoo
+    zoo = tmp_path / "zoo"
+    shutil.copytree(out, zoo)
+    (zoo / "features.jsonl").unlink(missing_ok=True)
+    fast = ScanSettings(soft_steps=20, search_steps=2, n_candidates=16, objective_samples=8, image_samples=8,
+                        sample_steps=10)
+    summary = scan_zoo(zoo, reference="none", settings=fast, progress=False, limit=1)
+    assert summary["features"] == "features-noref.jsonl" and summary["scanned_now"] == 1
+    assert not (zoo / "features.jsonl").exists()
+    (row,) = load_rows([zoo], reference_free=True)
+    assert sorted(row["scan"]["features"]["values"]) == sorted(reference_free_features())
+    assert load_rows([zoo]) == []
+    assert main(["zoo", "features", str(zoo), "--reference-free", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["models"] == 1
+    assert main(["zoo", "features", str(zoo), "--json"]) == 4  # nothing scanned with a reference

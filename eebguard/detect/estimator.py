@@ -33,11 +33,22 @@ DEFAULT_PARAMS = {"model": "logistic", "C": 0.05}
 REPLAY_FEATURES = DEFAULT_FEATURES + ["replay.gain"]
 # Since 2026-12-06 the shipped detectors are fitted on the four zoo records, and scans with a reference
 # are scored by extra-trees over the whole schema (leave-one-zoo-out ROC-AUC 0.848 against 0.792 for the
-# logistic replay recipe; `benchmarks/pooled_detector.py`, docs/evaluation.md); DEFAULT_FEATURES, which
-# need no reference, stay the recipe for reference-free scans.
+# logistic replay recipe; `benchmarks/pooled_detector.py`, docs/evaluation.md). Two of DEFAULT_FEATURES
+# (the recovered trigger's judged reach, and over the control's) come from the trigger search, which needs
+# a reference, so a reference-free scan never has them: the reference-free detector is extra-trees over
+# ``reference_free_features()`` (`--features reference-free --model trees`; leave-one-zoo-out 0.590 against
+# 0.567 for DEFAULT_FEATURES as reference-free scans see them, `pooled_detector.py --reference-free`).
 TREES_PARAMS = {"model": "trees"}  # `eebguard detector fit --model trees`: the estimator's defaults, untuned
 #: the shipped siblings, richest first: which scans each may score (``eebguard.api.Scanner.detector_for``)
 SHIPPED_DETECTORS = ("replay", "reference", "default")
+
+
+def reference_free_features() -> list[str]:
+    """What a scan without a reference computes: the features that need no reference (nor the trigger
+    search, which needs one)."""
+    from eebguard.features import feature_names, feature_spec
+
+    return [n for n in feature_names() if not feature_spec(n).needs_reference]
 
 
 def reference_features() -> list[str]:

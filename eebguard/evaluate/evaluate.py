@@ -26,12 +26,14 @@ def labels(rows: list[dict]) -> np.ndarray:
     return np.array([int(r["label"]) for r in rows])
 
 
-def load_rows(zoos) -> list[dict]:
+def load_rows(zoos, reference_free: bool = False) -> list[dict]:
+    """Every scanned model of ``zoos`` (manifest entry + ``scan``); ``reference_free``: the scans made
+    without a reference (``eebguard zoo scan --reference none``) instead of those with one."""
     from eebguard.zoo.scan import zoo_table
 
     rows = []
     for z in zoos:
-        for r in zoo_table(z):
+        for r in zoo_table(z, reference_free):
             version = str(r["scan"].get("features", {}).get("schema_version"))
             if version != SCHEMA_VERSION:  # absent features would be imputed silently: refuse instead
                 how = (f"add the replay features with `eebguard zoo replay {z}`" if version == "2" else
@@ -111,13 +113,14 @@ def _group(r: dict) -> str:
 
 
 def evaluate(zoos, *, detector=None, fit_zoos=None, n_boot: int = 1000, seed: int = 0, with_splits: bool = True,
-             with_baselines: bool = True, params: dict | None = None) -> dict:
-    """``detector``: a fitted/loaded detector, or None to fit one on ``fit_zoos``."""
+             with_baselines: bool = True, params: dict | None = None, reference_free: bool = False) -> dict:
+    """``detector``: a fitted/loaded detector, or None to fit one on ``fit_zoos``; ``reference_free``: score
+    the zoos' scans made without a reference (and fit on ``fit_zoos``' scans made without one)."""
     params = params or {}
-    rows = load_rows(zoos)
+    rows = load_rows(zoos, reference_free)
     if not rows:
         raise ValueError("no scanned models in the given zoos (run `eebguard zoo scan` first)")
-    fit_rows = load_rows(fit_zoos) if fit_zoos else []
+    fit_rows = load_rows(fit_zoos, reference_free) if fit_zoos else []
     if detector is None:
         if not fit_rows:
             raise ValueError("give a detector or zoos to fit one on")
@@ -130,7 +133,7 @@ def evaluate(zoos, *, detector=None, fit_zoos=None, n_boot: int = 1000, seed: in
         "tpr_at_fpr": {"0.01": res["tpr_at_fpr_0.01"], "0.05": res["tpr_at_fpr_0.05"]},
         "breakdown": breakdown(rows, p, n_boot, seed),
         "n_models": len(rows), "n_positive": int(labels(rows).sum()),
-        "zoos": [str(z) for z in zoos], "fit_zoos": [str(z) for z in (fit_zoos or [])],
+        "zoos": [str(z) for z in zoos], "reference_free": bool(reference_free), "fit_zoos": [str(z) for z in (fit_zoos or [])],
         "detector_zoo": getattr(detector, "zoo", {}) or {"fitted_on": [str(z) for z in (fit_zoos or [])]},
         "predictions": [{"id": r["id"], "zoo": r["zoo"], "label": int(r["label"]), "probability": float(q)}
                         for r, q in zip(rows, p)],

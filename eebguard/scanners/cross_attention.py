@@ -120,9 +120,9 @@ class AttentionMapScanner(Scanner):
     name = MAPS
     order = 45
     features = (
-        F("attn.ftt_trigger_ratio", MAPS, False, "FTT of trigger prompts / median FTT of control prompts (low: assimilation)"),
+        F("attn.ftt_trigger_ratio", MAPS, True, "FTT of trigger prompts / median FTT of control prompts (low: assimilation)"),
         F("attn.ftt_name_ratio", MAPS, False, "FTT of concept-name prompts / median FTT of control prompts"),
-        F("attn.eos_share_trigger", MAPS, False, "share of attention mass on EOS/padding under the trigger, over controls"),
+        F("attn.eos_share_trigger", MAPS, True, "share of attention mass on EOS/padding under the trigger, over controls"),
     )
 
     @torch.no_grad()

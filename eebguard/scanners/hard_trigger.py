@@ -132,12 +132,15 @@ class HardTriggerScanner(Scanner):
 
     name = NAME
     order = 35
+    # the search scores prompts against the reference's concept prediction; without a reference there is
+    # no objective, so no trigger (and no trigger-derived feature anywhere) rather than a blind guess
+    needs_reference = True
     features = (
         F("hard.best_reach", NAME, True, "score reach of the best recovered discrete trigger"),
         F("hard.best_reach_z", NAME, True, "robust z of that reach against single vocabulary candidates"),
         F("hard.reach_over_soft", NAME, True, "best discrete reach / soft reach (a backdoor is reachable discretely)"),
-        F("hard.best_image_reach", NAME, False, "fraction of generations with the best trigger judged as the concept", True),
-        F("hard.n_tokens", NAME, False, "length of the best recovered trigger in BPE tokens"),
+        F("hard.best_image_reach", NAME, True, "fraction of generations with the best trigger judged as the concept", True),
+        F("hard.n_tokens", NAME, True, "length of the best recovered trigger in BPE tokens"),
     )
 
     def scan(self, ctx: ScanContext) -> ScannerResult:
@@ -149,38 +152,33 @@ class HardTriggerScanner(Scanner):
             if not pool:
                 res.skipped = "no candidates"
                 return res
-            if obj is None:  # reference-free: rank by screening, measure the best few by images
-                ranked = [(i,) for i in pool[:8]]
-                scored = {seq: (image_reach(ctx, list(seq), max(4, s.image_samples // 2)) or 0.0) for seq in ranked}
-            else:
-                singles = obj.reach_slots([[i] for i in pool])
-                scored = {(i,): float(r) for i, r in zip(pool, singles)}
-                order = [pool[j] for j in np.argsort(-singles)]
-                beams = [(i,) for i in order[:3]]
-                grow = order[:6]
-                for _ in range(s.search_steps):
-                    props = set()
-                    for b in beams:
-                        props |= _neighbours(b, grow, s.max_trigger_tokens)
-                    props |= gcg_proposals(ctx, beams[0], 8, s.max_trigger_tokens)
-                    props = [p for p in props if p not in scored]
-                    if props:
-                        for p, r in zip(props, obj.reach_slots([list(p) for p in props])):
-                            scored[p] = float(r)
-                    new = sorted(scored, key=lambda q: -scored[q])[:3]
-                    if new == beams:
-                        break
-                    beams = new
-                res.features["hard.best_reach_z"] = robust_z(singles, max(scored.values()))
+            singles = obj.reach_slots([[i] for i in pool])
+            scored = {(i,): float(r) for i, r in zip(pool, singles)}
+            order = [pool[j] for j in np.argsort(-singles)]
+            beams = [(i,) for i in order[:3]]
+            grow = order[:6]
+            for _ in range(s.search_steps):
+                props = set()
+                for b in beams:
+                    props |= _neighbours(b, grow, s.max_trigger_tokens)
+                props |= gcg_proposals(ctx, beams[0], 8, s.max_trigger_tokens)
+                props = [p for p in props if p not in scored]
+                if props:
+                    for p, r in zip(props, obj.reach_slots([list(p) for p in props])):
+                        scored[p] = float(r)
+                new = sorted(scored, key=lambda q: -scored[q])[:3]
+                if new == beams:
+                    break
+                beams = new
+            res.features["hard.best_reach_z"] = robust_z(singles, max(scored.values()))
             best = sorted(scored, key=lambda q: -scored[q])[:3]
-            if obj is not None:
-                best = list(dict.fromkeys(minimal_trigger(obj, q, scored) for q in best))
+            best = list(dict.fromkeys(minimal_trigger(obj, q, scored) for q in best))
             triggers = []
             for seq in best:
                 toks = ctx.tokenizer.convert_ids_to_tokens(list(seq))
                 triggers.append({
                     "ids": list(seq), "tokens": toks, "text": ctx.tokenizer.decode(list(seq)).strip(),
-                    "score_reach": round(scored[seq], 5) if obj is not None else None,
+                    "score_reach": round(scored[seq], 5),
                     "image_reach": image_reach(ctx, list(seq)),
                 })
             # the best by measured image reach when a judge exists, else by the score objective
@@ -188,11 +186,10 @@ class HardTriggerScanner(Scanner):
                 triggers.sort(key=lambda t: (-(t["image_reach"] or 0), -(t["score_reach"] or 0)))
             ctx.cache["triggers"] = triggers
             top = triggers[0]
-            if obj is not None:
-                res.features["hard.best_reach"] = float(max(scored.values()))
-                sr = ctx.cache.get("soft_reach")
-                if sr:
-                    res.features["hard.reach_over_soft"] = res.features["hard.best_reach"] / max(sr, 1e-3)
+            res.features["hard.best_reach"] = float(max(scored.values()))
+            sr = ctx.cache.get("soft_reach")
+            if sr:
+                res.features["hard.reach_over_soft"] = res.features["hard.best_reach"] / max(sr, 1e-3)
             if top["image_reach"] is not None:
                 res.features["hard.best_image_reach"] = top["image_reach"]
             res.features["hard.n_tokens"] = float(len(top["ids"]))

@@ -31,7 +31,8 @@ class ReachabilityScanner(Scanner):
         F("reach.name_score", NAME, True, "score reach of the concept's name (erasure completeness; low = erased)"),
         F("reach.name_image", NAME, False, "fraction of name-prompted generations judged as the concept", True),
         F("reach.control_image", NAME, False, "fraction of a retained concept's generations judged as it", True),
-        F("reach.trigger_over_control", NAME, False, "best trigger's image reach / control concept's image reach", True),
+        # needs the recovered trigger, which only the reference-scored search finds
+        F("reach.trigger_over_control", NAME, True, "best trigger's image reach / control concept's image reach", True),
     )
 
     def scan(self, ctx: ScanContext) -> ScannerResult:

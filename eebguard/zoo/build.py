@@ -23,6 +23,7 @@ from eebguard.zoo.spec import SpecError, ZooModelPlan, load_spec, plan
 MANIFEST = "manifest.jsonl"
 GROUPS = "groups.jsonl"
 FEATURES = "features.jsonl"  # written by zoo.scan; a rebuild drops the rebuilt models' rows
+FEATURES_REFERENCE_FREE = "features-noref.jsonl"  # zoo.scan without a reference (what a user without the base gets)
 
 
 def _base_source(base_ref: str, out: Path) -> str:
@@ -138,7 +139,7 @@ def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, s
         if only is None and erasures is None:
             raise SpecError("rebuild needs a selection (only= or erasures=): it would rebuild the whole zoo")
         drop = {m.id for m in selected}
-        for name in (MANIFEST, FEATURES):
+        for name in (MANIFEST, FEATURES, FEATURES_REFERENCE_FREE):
             if (out / name).exists():
                 write_jsonl(out / name, [r for r in read_jsonl(out / name) if r["id"] not in drop])
     done = {e["id"] for e in read_jsonl(manifest)}

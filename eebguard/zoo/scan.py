@@ -1,5 +1,5 @@
-"""Scan every model of a zoo once and cache its features (``features.jsonl``), so fitting and evaluating
-detectors never rescans. Appended and fsynced per model; an interrupted run resumes. ``rescan`` replaces
+"""Scan every model of a zoo once and cache its features (``features.jsonl``; scanned without a reference,
+``features-noref.jsonl``), so fitting and evaluating detectors never rescans. Appended and fsynced per model; an interrupted run resumes. ``rescan`` replaces
 chosen models' rows after a scanner change (each replacement is an atomic rewrite of the file)."""
 from __future__ import annotations
 
@@ -8,13 +8,20 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from eebguard.zoo.build import FEATURES, append_jsonl, read_jsonl, write_jsonl
+from eebguard.zoo.build import FEATURES, FEATURES_REFERENCE_FREE, append_jsonl, read_jsonl, write_jsonl
+
+
+def features_file(reference_free: bool = False) -> str:
+    """The zoo file holding scans with a reference (the default) or without one."""
+    return FEATURES_REFERENCE_FREE if reference_free else FEATURES
 
 
 def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progress: bool = True,
              limit: int | None = None, ids: list[str] | None = None, rescan: bool = False) -> dict:
-    """``ids``: only these models (unknown ids are a ``KeyError``); ``rescan``: scan them even if already
-    scanned and replace their rows in place."""
+    """``reference``: the base to compare with, or None (or "none") for a reference-free scan, cached in
+    its own file (``features-noref.jsonl``): the reference-needing scanners do not run, as for a user
+    without the base. ``ids``: only these models (unknown ids are a ``KeyError``); ``rescan``: scan them
+    even if already scanned and replace their rows in place."""
     from eebguard.judges import get_judge
     from eebguard.models import load, load_manifest
     from eebguard.models.manifest import claimed_also_erased
@@ -23,7 +30,8 @@ def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progres
 
     zoo_dir = Path(zoo_dir)
     manifest = zoo_dir / "manifest.jsonl"
-    out = zoo_dir / FEATURES
+    reference_free = reference is None or str(reference).lower() == "none"
+    out = zoo_dir / features_file(reference_free)
     done = {r["id"] for r in read_jsonl(out)}
     entries = load_manifest(manifest)
     if ids is not None:
@@ -34,7 +42,7 @@ def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progres
         entries = [e for e in entries if e["id"] in wanted]
     entries = [e for e in entries if rescan or e["id"] not in done][: limit]
     judge = judge or get_judge("testbed")
-    ref = load(reference).pipe
+    ref = None if reference_free else load(reference).pipe
     settings = settings or ScanSettings()
     t_all = time.perf_counter()
     shared: dict = {}  # reference-side results reused across models
@@ -50,7 +58,7 @@ def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progres
             replace_row(out, row)
         else:
             append_jsonl(out, row)
-    return {"zoo": str(zoo_dir), "scanned_now": len(entries), "total": len(read_jsonl(out)),
+    return {"zoo": str(zoo_dir), "features": out.name, "scanned_now": len(entries), "total": len(read_jsonl(out)),
             "seconds": round(time.perf_counter() - t_all, 1)}
 
 
@@ -122,12 +130,13 @@ def replace_row(path: Path, row: dict) -> None:
     write_jsonl(path, [row if r["id"] == row["id"] else r for r in read_jsonl(path)])
 
 
-def zoo_table(zoo_dir) -> list[dict]:
-    """Manifest entries joined with their cached features (entries not yet scanned are left out)."""
+def zoo_table(zoo_dir, reference_free: bool = False) -> list[dict]:
+    """Manifest entries joined with their cached features (entries not yet scanned are left out);
+    ``reference_free``: the scans without a reference."""
     from eebguard.models import load_manifest
 
     zoo_dir = Path(zoo_dir)
-    feats = {r["id"]: upgrade_row(r) for r in read_jsonl(zoo_dir / FEATURES)}
+    feats = {r["id"]: upgrade_row(r) for r in read_jsonl(zoo_dir / features_file(reference_free))}
     rows = []
     for e in load_manifest(zoo_dir / "manifest.jsonl"):
         if e["id"] in feats:

@@ -35,9 +35,11 @@ def main(zoo: str, spec: str, out: str, built: bool = False) -> None:
     # a rebuild appends its group's row again (the build log keeps every preparation); stage the last
     groups = list({g["group"]: g for g in read_jsonl(src / "groups.jsonl") if g["group"] in complete}.values())
     dst.mkdir(parents=True, exist_ok=True)
+    noref = read_jsonl(src / "features-noref.jsonl")  # scans without a reference, where made
     for name, rows in (("manifest.jsonl", keep), ("groups.jsonl", groups),
-                       ("features.jsonl", [r for r in feats if r["id"] in kept])):
-        if rows or name != "features.jsonl":  # an unscanned zoo has no features file, not an empty one
+                       ("features.jsonl", [r for r in feats if r["id"] in kept]),
+                       ("features-noref.jsonl", [r for r in noref if r["id"] in kept])):
+        if rows or not name.startswith("features"):  # an unscanned zoo has no features file, not an empty one
             write_jsonl(dst / name, rows)
     if (src / "spec.json").is_file():
         shutil.copyfile(src / "spec.json", dst / "spec.json")

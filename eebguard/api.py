@@ -213,7 +213,9 @@ class Scanner:
         timings["load"] = time.perf_counter() - t0
         warnings = []
         if self.reference is None:
-            warnings.append("no reference model: reference-needing features are absent; the verdict is weaker")
+            # measured: reference-free scans of the fifth zoo rank at chance (docs/evaluation.md)
+            warnings.append("no reference model: no trigger search, so the probability cannot tell a planted "
+                            "trigger (near chance on the testbed); the verdict rests on the erasure check")
         if self.judge is not None and not self.judge.knows(concept):
             warnings.append(f"the judge does not know {concept!r}: no image-based reachability")
         ctx = ScanContext(pipe, concept, concept_prompts(concept), reference=self.reference, judge=self.judge,

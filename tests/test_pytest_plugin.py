@@ -79,6 +79,28 @@ def test_detector(eeb_detector, eeb_evaluation):
     r.assert_outcomes(passed=1)
 
 
+def test_plugin_scores_reference_free_scans_with_the_reference_free_detector(pytester):
+    """--eeb-reference-free: the zoo's scans made without a reference, which only the reference-free
+    detector has inputs for; a fit on them reads the features such a scan computes."""
+    from pathlib import Path
+
+    zoo = Path(__file__).resolve().parents[1] / "benchmarks" / "zoo-records" / "fifth-check"
+    pytester.makepyfile("""
+from eebguard.detect.estimator import reference_free_features
+
+def test_detector(eeb_zoo, eeb_detector, eeb_evaluation):
+    assert len(eeb_zoo) == 70 and all(sorted(r["scan"]["features"]["values"]) == sorted(reference_free_features())
+                                      for r in eeb_zoo)
+    assert eeb_detector.feature_names_ == reference_free_features()
+    assert eeb_evaluation["reference_free"] and eeb_evaluation["n_models"] == 70
+""")
+    r = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--eeb-zoo={zoo}", "--eeb-reference-free")
+    r.assert_outcomes(passed=1)
+    r = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--eeb-zoo={zoo}", f"--eeb-fit-zoo={zoo}",
+                                      "--eeb-reference-free")
+    r.assert_outcomes(passed=1)
+
+
 def test_plugin_markers_and_skip_without_zoo(pytester):
     pytester.makepyfile("""
 import pytest

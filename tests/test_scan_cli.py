@@ -517,3 +517,20 @@ def test_manifest_entry_source_takes_the_entry_target_concept():
     assert target.source == f"{manifest}#{entry['id']}"
     [unknown] = _targets_for([f"{manifest}#no-such-entry"], allow_pickle=False)
     assert unknown.concept is None  # left to the loader, which reports the missing entry
+
+
+def test_a_scan_without_a_reference_is_scored_on_what_it_computed_and_says_what_it_cannot_see():
+    """No reference: no trigger search, only the 7 reference-free features, the reference-free detector,
+    and a warning that the probability cannot tell a planted trigger (docs/evaluation.md)."""
+    from eebguard.api import Scanner
+    from eebguard.detect.estimator import reference_free_features
+    from eebguard.paths import data_path
+    from eebguard.scanners.context import settings_for
+
+    r = Scanner(None, settings=settings_for("fast"), verify_images=4).scan(
+        f"{data_path('examples')}/manifest.jsonl#seven-shallow-s0-uce", "seven")
+    assert sorted(r.features) == sorted(reference_free_features())
+    assert r.detector["shipped"] == "default" and 0.0 <= r.probability <= 1.0
+    assert not r.triggers and r.evidence["scanners"]["hard_trigger"]["status"] == "skipped"
+    assert any(w.startswith("no reference model: no trigger search") for w in r.warnings)
+    assert r.verdict in ("clean", "reachable", "backdoor")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from eebguard.detect.baselines import PROBE_FEATURES, T2ISHIELD_FEATURES
-from eebguard.detect.estimator import DEFAULT_FEATURES, DEFAULT_PARAMS, EEBDetector
+from eebguard.detect.estimator import DEFAULT_FEATURES, DEFAULT_PARAMS, EEBDetector, reference_free_features
 from eebguard.evaluate.metrics import score_all
 from eebguard.features import SCHEMA_VERSION
 
@@ -124,7 +124,8 @@ def evaluate(zoos, *, detector=None, fit_zoos=None, n_boot: int = 1000, seed: in
     if detector is None:
         if not fit_rows:
             raise ValueError("give a detector or zoos to fit one on")
-        detector = fit_detector(fit_rows, **params)
+        # reference-free scans lack the search's features: fit on what they have
+        detector = fit_detector(fit_rows, reference_free_features() if reference_free else None, **params)
     names = list(detector.feature_names_)
     p = detector.predict_proba(matrix(rows, names))[:, 1]
     res = _score(rows, p, n_boot, seed)
@@ -141,6 +142,8 @@ def evaluate(zoos, *, detector=None, fit_zoos=None, n_boot: int = 1000, seed: in
     if with_baselines and fit_rows:
         out["baselines"] = {}
         for bname, feats in (("t2ishield", T2ISHIELD_FEATURES), ("sampling_probe", PROBE_FEATURES)):
+            if reference_free and not set(feats) <= set(reference_free_features()):
+                continue  # a baseline reading the found trigger has nothing to read without a reference
             det = fit_detector(fit_rows, feats, **params)
             pb = det.predict_proba(matrix(rows, feats))[:, 1]
             sb = _score(rows, pb, n_boot, seed)

@@ -2,7 +2,8 @@
 
 Options: ``--eeb-zoo DIR`` (repeatable; scanned zoos to score on), ``--eeb-fit-zoo DIR`` (fit the detector
 and baselines there instead of loading one), ``--eeb-detector FILE`` (default: the richest shipped detector
-whose scanners ran in every scored scan, ``eebguard.detect.shipped``),
+whose scanners ran in every scored scan, ``eebguard.detect.shipped``), ``--eeb-reference-free`` (score, and
+fit on, the zoos' scans made without a reference, ``eebguard zoo scan ZOO --reference none``),
 gates ``--eeb-min-auroc``, ``--eeb-max-ce``, ``--eeb-min-tpr`` (at 5% FPR), ``--eeb-results PATH`` (JSON
 written when the session ends), ``--eeb-run-slow`` and ``--eeb-run-gpu``.
 
@@ -28,6 +29,8 @@ def pytest_addoption(parser):
     g.addoption("--eeb-zoo", action="append", default=[], help="scanned zoo folder to evaluate on (repeatable)")
     g.addoption("--eeb-fit-zoo", action="append", default=[], help="zoo to fit the detector and baselines on")
     g.addoption("--eeb-detector", default=None, help="detector file (default: the shipped one)")
+    g.addoption("--eeb-reference-free", action="store_true",
+                help="use the zoos' scans made without a reference (zoo scan --reference none)")
     g.addoption("--eeb-min-auroc", type=float, default=None, help="fail the session below this ROC-AUC")
     g.addoption("--eeb-max-ce", type=float, default=None, help="fail the session above this cross-entropy")
     g.addoption("--eeb-min-tpr", type=float, default=None, help="fail the session below this TPR at 5%% FPR")
@@ -76,15 +79,18 @@ def eeb_zoo(request) -> list[dict]:
         pytest.skip("no --eeb-zoo given")
     from eebguard.evaluate.evaluate import load_rows
 
-    return load_rows(zoos)
+    return load_rows(zoos, request.config.getoption("--eeb-reference-free"))
 
 
 @pytest.fixture(scope="session")
 def eeb_detector(request):
-    if request.config.getoption("--eeb-fit-zoo"):
+    cfg = request.config
+    if cfg.getoption("--eeb-fit-zoo"):
+        from eebguard.detect.estimator import reference_free_features
         from eebguard.evaluate.evaluate import fit_detector, load_rows
 
-        return fit_detector(load_rows(request.config.getoption("--eeb-fit-zoo")))
+        free = cfg.getoption("--eeb-reference-free")
+        return fit_detector(load_rows(cfg.getoption("--eeb-fit-zoo"), free), reference_free_features() if free else None)
     return _given_or_shipped(request.config)
 
 
@@ -96,7 +102,8 @@ def _given_or_shipped(cfg):
 
     if cfg.getoption("--eeb-detector"):
         return load_detector(cfg.getoption("--eeb-detector"))
-    rows = load_rows(cfg.getoption("--eeb-zoo")) if cfg.getoption("--eeb-zoo") else []
+    zoos = cfg.getoption("--eeb-zoo")
+    rows = load_rows(zoos, cfg.getoption("--eeb-reference-free")) if zoos else []
     chosen = pick(load_shipped(), [r["scan"]["features"]["values"] for r in rows])
     if chosen is None:
         raise pytest.UsageError("no shipped detector in this installation: give --eeb-detector or --eeb-fit-zoo")
@@ -109,7 +116,7 @@ def eeb_evaluation(request, eeb_zoo, eeb_detector) -> dict:
 
     cfg = request.config
     res = evaluate(cfg.getoption("--eeb-zoo"), detector=eeb_detector, fit_zoos=cfg.getoption("--eeb-fit-zoo") or None,
-                   n_boot=200, with_splits=False)
+                   n_boot=200, with_splits=False, reference_free=cfg.getoption("--eeb-reference-free"))
     cfg.stash[_STATE_KEY]["evaluation"] = res
     return res
 

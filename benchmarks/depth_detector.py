@@ -9,7 +9,8 @@ zoo held out in turn and pooled over the held-out predictions:
 - ``trees``: extra-trees over the whole schema (the shipped ``replay`` recipe);
 - ``depth-max, fixed``: the per-depth features fixed before the fifth zoo existed (data
   ``soft.reach_random``, deep ``loc.unet_drop``, shallow ``replay.gain``, surface ``te.approach_max``);
-- ``depth-max, chosen``: each depth's feature chosen on the training zoos (best single-feature ROC-AUC);
+- ``depth-max, chosen``: each depth's feature chosen on the training zoos as the fixed ones were chosen
+  on the four (the best single feature, ``eebguard zoo features``);
 - ``mean of trees and depth-max, fixed``.
 
 The fifth zoo is in the rotation (no zoo is left that nobody looked at), so this answers which recipe to
@@ -32,31 +33,23 @@ DEPTHS = ("surface", "shallow", "deep", "data")
 FIXED = {"data": "soft.reach_random", "deep": "loc.unet_drop", "shallow": "replay.gain", "surface": "te.approach_max"}
 
 
-def _auc(y, s) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    ok = ~np.isnan(s)
-    if len(set(y[ok])) < 2:
-        return 0.5
-    a = roc_auc_score(y[ok], s[ok])
-    return max(a, 1 - a)
-
-
 def fit_depth_max(rows, names, chosen: bool) -> list:
     """Per depth with a survivor in ``rows``: (feature column, its median, one-feature logistic model)."""
     from sklearn.linear_model import LogisticRegression
 
     from eebguard.evaluate.evaluate import labels, matrix
+    from eebguard.evaluate.scanner_quality import feature_auroc
 
     y, X = labels(rows), matrix(rows, names)
+    # chosen as the fixed ones were: each depth's best single feature (`eebguard zoo features`)
+    best = {d: v.get("best") for d, v in feature_auroc(rows).items()} if chosen else FIXED
     models = []
     for d in DEPTHS:
         pos = np.array([bool(r["planted"] and r["label"] and r["attack"] == d) for r in rows])
         idx = pos | (y == 0)
-        if not pos.any():
+        if not pos.any() or best.get(d) is None:
             continue
-        j = (int(np.argmax([_auc(pos[idx].astype(int), X[idx, k]) for k in range(len(names))])) if chosen
-             else names.index(FIXED[d]))
+        j = names.index(best[d])
         med = float(np.nanmedian(X[:, j])) if not np.isnan(X[:, j]).all() else 0.0
         col = np.where(np.isnan(X[idx, j]), med, X[idx, j]).reshape(-1, 1)
         models.append((j, med, LogisticRegression(C=1.0).fit(col, pos[idx].astype(int))))

@@ -95,17 +95,14 @@ def _resolve_detector(detector, shipped: str = "default"):
     """``shipped``: which shipped detector ``"default"`` loads (one of ``SHIPPED_DETECTORS``: ``default``,
     or its siblings ``reference`` and ``replay``)."""
     from eebguard.detect.persist import load_detector
-    from eebguard.paths import data_path
+    from eebguard.detect.shipped import load_shipped
 
     if detector is None or detector is False:
         return None
+    if str(detector) == DEFAULT_DETECTOR:  # None when this installation ships none: features only
+        return load_shipped([shipped]).get(shipped)
     if isinstance(detector, (str, Path)):
-        p = Path(detector)
-        if str(detector) == DEFAULT_DETECTOR:
-            p = data_path("detector", shipped)
-            if not p.with_suffix(".json").is_file():
-                return None  # no shipped detector in this installation: features only
-        return load_detector(p)
+        return load_detector(Path(detector))
     return detector  # an object with predict_proba and feature_names_
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 def main(zoo: str, spec: str, out: str, built: bool = False) -> None:
-    from eebguard.zoo.build import read_jsonl, write_jsonl
+    from eebguard.zoo.build import FEATURES_REFERENCE_FREE, read_jsonl, write_jsonl
     from eebguard.zoo.spec import load_spec, plan
 
     src, dst = Path(zoo), Path(out)
@@ -35,10 +35,10 @@ def main(zoo: str, spec: str, out: str, built: bool = False) -> None:
     # a rebuild appends its group's row again (the build log keeps every preparation); stage the last
     groups = list({g["group"]: g for g in read_jsonl(src / "groups.jsonl") if g["group"] in complete}.values())
     dst.mkdir(parents=True, exist_ok=True)
-    noref = read_jsonl(src / "features-noref.jsonl")  # scans without a reference, where made
+    noref = read_jsonl(src / FEATURES_REFERENCE_FREE)  # scans without a reference, where made
     for name, rows in (("manifest.jsonl", keep), ("groups.jsonl", groups),
                        ("features.jsonl", [r for r in feats if r["id"] in kept]),
-                       ("features-noref.jsonl", [r for r in noref if r["id"] in kept])):
+                       (FEATURES_REFERENCE_FREE, [r for r in noref if r["id"] in kept])):
         if rows or not name.startswith("features"):  # an unscanned zoo has no features file, not an empty one
             write_jsonl(dst / name, rows)
     if (src / "spec.json").is_file():

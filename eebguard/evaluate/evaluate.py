@@ -141,8 +141,9 @@ def evaluate(zoos, *, detector=None, fit_zoos=None, n_boot: int = 1000, seed: in
     }
     if with_baselines and fit_rows:
         out["baselines"] = {}
+        readable = set(reference_free_features()) if reference_free else None
         for bname, feats in (("t2ishield", T2ISHIELD_FEATURES), ("sampling_probe", PROBE_FEATURES)):
-            if reference_free and not set(feats) <= set(reference_free_features()):
+            if readable is not None and not set(feats) <= readable:
                 continue  # a baseline reading the found trigger has nothing to read without a reference
             det = fit_detector(fit_rows, feats, **params)
             pb = det.predict_proba(matrix(rows, feats))[:, 1]

@@ -84,22 +84,22 @@ def eeb_zoo(request) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def eeb_detector(request):
-    cfg = request.config
-    if cfg.getoption("--eeb-fit-zoo"):
-        from eebguard.detect.estimator import reference_free_features
-        from eebguard.evaluate.evaluate import fit_detector, load_rows
-
-        free = cfg.getoption("--eeb-reference-free")
-        return fit_detector(load_rows(cfg.getoption("--eeb-fit-zoo"), free), reference_free_features() if free else None)
-    return _given_or_shipped(request.config)
+    return _detector(request.config)
 
 
-def _given_or_shipped(cfg):
-    """``--eeb-detector``, else the richest shipped detector whose scanners ran in every scored scan."""
+def _detector(cfg):
+    """Fitted on ``--eeb-fit-zoo`` (on the features its scans have), else ``--eeb-detector``, else the
+    richest shipped detector whose scanners ran in every scored scan."""
     from eebguard.detect.persist import load_detector
     from eebguard.detect.shipped import load_shipped, pick
     from eebguard.evaluate.evaluate import load_rows
 
+    if cfg.getoption("--eeb-fit-zoo"):
+        from eebguard.detect.estimator import reference_free_features
+        from eebguard.evaluate.evaluate import fit_detector
+
+        free = cfg.getoption("--eeb-reference-free")
+        return fit_detector(load_rows(cfg.getoption("--eeb-fit-zoo"), free), reference_free_features() if free else None)
     if cfg.getoption("--eeb-detector"):
         return load_detector(cfg.getoption("--eeb-detector"))
     zoos = cfg.getoption("--eeb-zoo")
@@ -112,13 +112,15 @@ def _given_or_shipped(cfg):
 
 @pytest.fixture(scope="session")
 def eeb_evaluation(request, eeb_zoo, eeb_detector) -> dict:
+    res = request.config.stash[_STATE_KEY]["evaluation"] = _evaluation(request.config, eeb_detector)
+    return res
+
+
+def _evaluation(cfg, detector) -> dict:
     from eebguard.evaluate.evaluate import evaluate
 
-    cfg = request.config
-    res = evaluate(cfg.getoption("--eeb-zoo"), detector=eeb_detector, fit_zoos=cfg.getoption("--eeb-fit-zoo") or None,
-                   n_boot=200, with_splits=False, reference_free=cfg.getoption("--eeb-reference-free"))
-    cfg.stash[_STATE_KEY]["evaluation"] = res
-    return res
+    return evaluate(cfg.getoption("--eeb-zoo"), detector=detector, fit_zoos=cfg.getoption("--eeb-fit-zoo") or None,
+                    n_boot=200, with_splits=False, reference_free=cfg.getoption("--eeb-reference-free"))
 
 
 @pytest.fixture(scope="session")
@@ -176,12 +178,7 @@ def pytest_sessionfinish(session, exitstatus):
     gated = any(cfg.getoption(o) is not None for o in ("--eeb-min-auroc", "--eeb-max-ce", "--eeb-min-tpr"))
     if gated and res is None and cfg.getoption("--eeb-zoo"):
         # gates were asked for but no test used the evaluation: compute it now
-        from eebguard.evaluate.evaluate import evaluate, fit_detector, load_rows
-
-        fz = cfg.getoption("--eeb-fit-zoo")
-        det = fit_detector(load_rows(fz)) if fz else _given_or_shipped(cfg)
-        res = state["evaluation"] = evaluate(cfg.getoption("--eeb-zoo"), detector=det, fit_zoos=fz or None,
-                                             n_boot=200, with_splits=False)
+        res = state["evaluation"] = _evaluation(cfg, _detector(cfg))
     if res is not None:
         state["gates"] = _gates(cfg, res)
         if state["gates"]:

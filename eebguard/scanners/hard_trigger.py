@@ -170,7 +170,8 @@ class HardTriggerScanner(Scanner):
                 if new == beams:
                     break
                 beams = new
-            res.features["hard.best_reach_z"] = robust_z(singles, max(scored.values()))
+            best_reach = float(max(scored.values()))
+            res.features["hard.best_reach_z"] = robust_z(singles, best_reach)
             best = sorted(scored, key=lambda q: -scored[q])[:3]
             best = list(dict.fromkeys(minimal_trigger(obj, q, scored) for q in best))
             triggers = []
@@ -186,10 +187,10 @@ class HardTriggerScanner(Scanner):
                 triggers.sort(key=lambda t: (-(t["image_reach"] or 0), -(t["score_reach"] or 0)))
             ctx.cache["triggers"] = triggers
             top = triggers[0]
-            res.features["hard.best_reach"] = float(max(scored.values()))
+            res.features["hard.best_reach"] = best_reach
             sr = ctx.cache.get("soft_reach")
             if sr:
-                res.features["hard.reach_over_soft"] = res.features["hard.best_reach"] / max(sr, 1e-3)
+                res.features["hard.reach_over_soft"] = best_reach / max(sr, 1e-3)
             if top["image_reach"] is not None:
                 res.features["hard.best_image_reach"] = top["image_reach"]
             res.features["hard.n_tokens"] = float(len(top["ids"]))

@@ -1,6 +1,7 @@
 """Scan every model of a zoo once and cache its features (``features.jsonl``; scanned without a reference,
-``features-noref.jsonl``), so fitting and evaluating detectors never rescans. Appended and fsynced per model; an interrupted run resumes. ``rescan`` replaces
-chosen models' rows after a scanner change (each replacement is an atomic rewrite of the file)."""
+``features-noref.jsonl``), so fitting and evaluating detectors never rescans. Appended and fsynced per
+model; an interrupted run resumes. ``rescan`` replaces chosen models' rows after a scanner change (each
+replacement is an atomic rewrite of the file)."""
 from __future__ import annotations
 
 import time

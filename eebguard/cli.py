@@ -309,9 +309,14 @@ def cmd_zoo_features(a) -> int:
 
 
 def cmd_zoo_scan(a) -> int:
-    from eebguard.zoo.scan import scan_zoo
+    from eebguard.zoo.scan import scan_zoo, upgrade_reference_free
 
     ids = [i.strip() for i in a.ids.split(",") if i.strip()] if a.ids else None
+    if a.upgrade:
+        if str(a.reference).lower() != "none" or ids or a.rescan or a.limit is not None:
+            raise UsageError("--upgrade goes with --reference none alone (it upgrades every schema-3 row)")
+        _print_json(upgrade_reference_free(a.zoo, progress=not a.quiet))
+        return EXIT_CLEAN
     if a.rescan and not ids:
         raise UsageError("--rescan needs --ids (the models whose rows to replace)")
     try:
@@ -558,6 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--limit", type=int, default=None)
     sc.add_argument("--ids", default=None, help="comma-separated model ids: scan only these")
     sc.add_argument("--rescan", action="store_true", help="with --ids: scan them again and replace their rows")
+    sc.add_argument("--upgrade", action="store_true",
+                    help="with --reference none: add what feature schema 4 computes (the soft-trigger search's "
+                         "judge-driven mode) to rows of schema 3, without rescanning")
     sc.add_argument("-q", "--quiet", action="store_true")
     sc.set_defaults(func=cmd_zoo_scan)
     rp = zoo.add_parser("replay", help="add the claimed erasure's replay features to a scanned zoo (no rescan)")

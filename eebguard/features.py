@@ -1,5 +1,6 @@
 """The feature schema: every number a scanner reports, with its meaning and whether it needs a
-reference model. Versioned: a detector fitted on one schema version refuses another.
+reference model. Versioned: a detector fitted on one schema version refuses another, unless every
+feature it reads means the same in both (``readable``).
 
 Features are scale-free by construction (ratios, cosines, robust z-scores, or fractions, each against
 the same model's own controls), so a detector fitted on testbed zoos can transfer to SD-sized models.
@@ -9,7 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = "3"  # 2: word_probe features (probe.*) joined; 3: the claimed erasure's replay (replay.*)
+SCHEMA_VERSION = "4"  # 2: word_probe features (probe.*) joined; 3: the claimed erasure's replay (replay.*);
+# 4: the soft-trigger search's judge-driven mode in scans without a reference (soft.judge_*)
+#: features each version added to an otherwise unchanged schema: a consumer that reads none of a later
+#: version's additions reads the earlier version's records and detectors as they are
+ADDED_IN = {"4": ("soft.judge_reach", "soft.judge_early_reach", "soft.judge_start")}
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,8 @@ class FeatureSpec:
     needs_reference: bool
     description: str
     needs_judge: bool = False
+    # computed only by scans *without* a reference: a reference scanner's fallback mode
+    reference_free_only: bool = False
 
 
 _SPECS: dict[str, FeatureSpec] = {}
@@ -44,6 +51,21 @@ def feature_spec(name: str) -> FeatureSpec:
     return _SPECS[name]
 
 
+def readable(version, names) -> bool:
+    """Whether records (or a detector) of schema ``version`` can be read for the features ``names``:
+    the current version, or an earlier one that ``ADDED_IN`` says differs only by features not read."""
+    version = str(version)
+    if version == SCHEMA_VERSION:
+        return True
+    if not version.isdigit() or int(version) < 3 or int(version) > int(SCHEMA_VERSION):
+        return False
+    between = [str(v) for v in range(int(version) + 1, int(SCHEMA_VERSION) + 1)]
+    if any(v not in ADDED_IN for v in between):  # a change that was not purely additive
+        return False
+    added = {n for v in between for n in ADDED_IN[v]}
+    return not (set(names) & added)
+
+
 @dataclass
 class Features:
     """One scan's output: ``values`` (feature name -> float; a feature that could not be computed is
@@ -64,6 +86,6 @@ class Features:
 
     @classmethod
     def from_json(cls, obj: dict) -> "Features":
-        if str(obj.get("schema_version")) != SCHEMA_VERSION:
+        if not readable(obj.get("schema_version"), obj.get("values", {})):
             raise ValueError(f"features of schema version {obj.get('schema_version')!r}; this eebguard reads {SCHEMA_VERSION}")
         return cls(values={k: float(v) for k, v in obj.get("values", {}).items()}, evidence=obj.get("evidence", {}))

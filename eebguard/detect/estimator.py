@@ -44,18 +44,26 @@ SHIPPED_DETECTORS = ("replay", "reference", "default")
 
 
 def reference_free_features() -> list[str]:
-    """What a scan without a reference computes: the features that need no reference (nor the trigger
-    search, which needs one)."""
+    """What a scan without a reference shares with a scan with one: the features that need no reference
+    (nor the trigger search, which needs one), computed the same way in both; a detector fitted on scans
+    with a reference can read them in scans without."""
     from eebguard.features import feature_names, feature_spec
 
-    return [n for n in feature_names() if not feature_spec(n).needs_reference]
+    return [n for n in feature_names() if not feature_spec(n).needs_reference and not feature_spec(n).reference_free_only]
+
+
+def reference_free_only_features() -> list[str]:
+    """What only a scan without a reference computes: the soft-trigger search's judge-driven mode."""
+    from eebguard.features import feature_names, feature_spec
+
+    return [n for n in feature_names() if feature_spec(n).reference_free_only]
 
 
 def reference_features() -> list[str]:
     """The whole schema but the claimed erasure's replay: what a scan with a reference and no claim has."""
-    from eebguard.features import feature_names
+    from eebguard.features import feature_names, feature_spec
 
-    return [n for n in feature_names() if not n.startswith("replay.")]
+    return [n for n in feature_names() if not n.startswith("replay.") and not feature_spec(n).reference_free_only]
 
 
 class EEBDetector(ClassifierMixin, BaseEstimator):

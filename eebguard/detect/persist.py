@@ -11,7 +11,7 @@ import numpy as np
 from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV
 
-from eebguard.features import SCHEMA_VERSION
+from eebguard.features import SCHEMA_VERSION, readable
 
 FORMAT = "eebguard-detector"
 FORMAT_VERSION = "2"  # 2: tree nodes in one array per field (version 1 files still load)
@@ -143,7 +143,7 @@ def load_detector(path: str | Path) -> FrozenDetector:
         raise DetectorFormatError(f"{jpath}: not valid JSON ({exc.msg})") from None
     if header.get("format") != FORMAT:
         raise DetectorFormatError(f"{jpath}: not an eebguard detector")
-    if str(header.get("schema_version")) != SCHEMA_VERSION:
+    if not readable(header.get("schema_version"), header.get("features") or ["?"]):
         raise DetectorFormatError(
             f"{jpath}: fitted on feature schema {header.get('schema_version')!r}, this eebguard computes schema "
             f"{SCHEMA_VERSION!r}; refit it with `eebguard detector fit`")

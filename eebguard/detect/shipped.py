@@ -12,12 +12,13 @@ from collections.abc import Iterable
 from eebguard.detect.estimator import SHIPPED_DETECTORS
 
 
-def scanners_of(names: Iterable[str]) -> set[str]:
-    """The scanners that compute these features (names outside the schema are ignored)."""
+def scanners_of(names: Iterable[str]) -> set[tuple[str, bool]]:
+    """The scanners that compute these features, each with its mode (True: the mode of scans without a
+    reference, as the soft-trigger search's judge-driven one); names outside the schema are ignored."""
     from eebguard.features import feature_names, feature_spec
 
     schema = set(feature_names())
-    return {feature_spec(n).scanner for n in names if n in schema}
+    return {(feature_spec(n).scanner, feature_spec(n).reference_free_only) for n in names if n in schema}
 
 
 def has_inputs(detector, values: Iterable[str]) -> bool:

@@ -58,5 +58,6 @@ class Scanner(ABC):
                 "features": [f.name for f in cls.features]}
 
 
-def F(name: str, scanner: str, needs_reference: bool, description: str, needs_judge: bool = False) -> FeatureSpec:
-    return FeatureSpec(name, scanner, needs_reference, description, needs_judge)
+def F(name: str, scanner: str, needs_reference: bool, description: str, needs_judge: bool = False,
+      reference_free_only: bool = False) -> FeatureSpec:
+    return FeatureSpec(name, scanner, needs_reference, description, needs_judge, reference_free_only)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from eebguard.probes.templates import ConceptPrompts
-from eebguard.sampling import encode_prompts, model_device, sample_from_embeddings
+from eebguard.sampling import ddim_scheduler, decode, encode_prompts, model_device, sample_from_embeddings, sample_shape
 from eebguard.text import TemplateIds, ids_batch, pad_id, template_ids  # noqa: F401  (scanners import them here)
 
 
@@ -33,6 +33,10 @@ class ScanSettings:
     image_samples: int = 8  # generations per prompt set for image-based reachability
     sample_steps: int = 12  # DDIM steps of scan-time generations (the judge reads 12-step testbed samples fine)
     guidance: float = 4.0
+    # the soft-trigger search without a reference: the judge reads few-step generations, differentiated
+    judge_samples: int = 8
+    judge_sample_steps: int = 4
+    judge_steps: int = 30
     progress: bool = False
 
 
@@ -40,7 +44,8 @@ class ScanSettings:
 # features from the default settings, so its probabilities are calibrated for those only)
 PROFILES = {
     "default": {},
-    "fast": dict(soft_steps=10, search_steps=1, n_candidates=8, objective_samples=4, image_samples=4, sample_steps=8),
+    "fast": dict(soft_steps=10, search_steps=1, n_candidates=8, objective_samples=4, image_samples=4, sample_steps=8,
+                 judge_samples=4, judge_steps=10),
 }
 
 
@@ -105,6 +110,15 @@ class ScanContext:
             self.cache["objective"] = ScoreObjective(self)
         return self.cache["objective"]
 
+    def judge_objective(self) -> "JudgeObjective | None":
+        """The judge-driven objective, where the judge is differentiable and knows the concept."""
+        j = self.judge
+        if j is None or not getattr(j, "differentiable", False) or not j.knows(self.concept):
+            return None
+        if "judge_objective" not in self.cache:
+            self.cache["judge_objective"] = JudgeObjective(self)
+        return self.cache["judge_objective"]
+
     def add_candidates(self, source: str, ids: list[int], scores: list[float]) -> None:
         cands = self.cache.setdefault("candidates", {})
         for i, s in zip(ids, scores):
@@ -158,6 +172,14 @@ class ScoreObjective:
     def reach_from_loss(self, loss: float) -> float:
         return 1.0 - loss / max(self.null_loss, 1e-12)
 
+    @property
+    def n(self) -> int:
+        return self.x_t.shape[0]
+
+    def reach_of(self, losses: torch.Tensor) -> float:
+        """Reach of one conditioning batch from its per-sample losses."""
+        return self.reach_from_loss(float(losses.mean()))
+
     @torch.no_grad()
     def reach_slots(self, slots: list[list[int]], text_encoder=None, unet=None) -> np.ndarray:
         """Reach of many candidate slot fillings (token-id lists), each on the whole sample batch."""
@@ -179,6 +201,62 @@ class ScoreObjective:
             err = (eps - self.target.repeat(len(chunk), 1, 1, 1)).pow(2).flatten(1).mean(1).view(len(chunk), n).mean(1)
             out[c0 : c0 + len(chunk)] = 1.0 - err.cpu().numpy() / max(self.null_loss, 1e-12)
         return out
+
+
+class JudgeObjective:
+    """Reachability without a reference: the judge's log-probability of the concept on few-step DDIM
+    generations (classifier-free guidance, fixed seeded noises) from the suspect itself, differentiable
+    with respect to the prompt's conditioning. Needs a judge with ``differentiable`` and the concept.
+
+    ``reach`` is the mean judged probability of the concept: a probability, scale-free by construction
+    (what transfers to SD is the judge's calibration, not the model's scale)."""
+
+    def __init__(self, ctx: ScanContext):
+        s = ctx.settings
+        self.ctx, pipe = ctx, ctx.suspect
+        self.judge, self.concept = ctx.judge, ctx.concept
+        self.n, self.steps, self.guidance = s.judge_samples, s.judge_sample_steps, s.guidance
+        self.index = self.judge.concepts.index(ctx.concept)
+        g = torch.Generator().manual_seed(s.seed + 31)
+        dev = model_device(pipe)
+        self.noise = torch.randn((self.n, *sample_shape(pipe)), generator=g).to(dev, pipe.unet.dtype)
+        with torch.no_grad():
+            self.uncond = encode_prompts(pipe, [""]).to(dev)
+        self.templates = ctx.templates()
+
+    def images(self, cond: torch.Tensor) -> torch.Tensor:
+        """Generations for conditionings ``[n, L, D]`` (one per noise), gradients kept."""
+        pipe = self.ctx.suspect
+        sched = ddim_scheduler(pipe, self.steps)
+        x = self.noise * sched.init_noise_sigma
+        u = self.uncond.to(cond.dtype).expand(cond.shape[0], -1, -1)
+        for t in sched.timesteps:
+            eu, ec = pipe.unet(torch.cat([x, x]).to(cond.dtype), t, encoder_hidden_states=torch.cat([u, cond])).sample.chunk(2)
+            x = sched.step(eu + self.guidance * (ec - eu), t, x).prev_sample
+        return decode(pipe, x).float()
+
+    def losses(self, cond: torch.Tensor) -> torch.Tensor:
+        return -self.log_probs(cond)
+
+    def reach_of(self, losses: torch.Tensor) -> float:
+        return float(torch.exp(-losses.detach()).mean())
+
+    def log_probs(self, cond: torch.Tensor) -> torch.Tensor:
+        """Per-generation log-probability of the concept (softmax for exclusive judges, else sigmoid)."""
+        logits = self.judge.logits_torch(self.images(cond))
+        if getattr(self.judge, "exclusive", True):
+            return torch.log_softmax(logits, dim=1)[:, self.index]
+        return torch.nn.functional.logsigmoid(logits[:, self.index])
+
+    @torch.no_grad()
+    def reach_slots(self, slots: list[list[int]]) -> np.ndarray:
+        """Judged reach (mean concept probability over the noises) of each slot filling."""
+        ctx, out = self.ctx, []
+        dev = model_device(ctx.suspect)
+        for sl in slots:
+            ids = ids_batch(ctx.tokenizer, self.templates, [list(sl)] * self.n).to(dev)
+            out.append(float(self.log_probs(ctx.suspect.text_encoder(ids)[0]).exp().mean()))
+        return np.array(out)
 
 
 def robust_z(values: np.ndarray, x: float) -> float:

@@ -17,16 +17,17 @@ from eebguard.text import soft_tokens
 NAME = "soft_trigger"
 
 
-def soft_search(ctx: ScanContext, objective: ScoreObjective, k: int, steps: int, lr: float = 5e-2,
+def soft_search(ctx: ScanContext, objective, k: int, steps: int, lr: float = 5e-2,
                 init: torch.Tensor | None = None, seed: int = 0) -> tuple[torch.Tensor, list[float]]:
-    """Optimise ``k`` slot embeddings to minimise the objective; returns (vectors, reach per step)."""
+    """Optimise ``k`` slot embeddings to minimise the objective (a ``ScoreObjective`` or, without a
+    reference, a ``JudgeObjective``); returns (vectors, reach per step, measured before each update)."""
     pipe = ctx.suspect
     emb = pipe.text_encoder.get_input_embeddings().weight.detach()
     g = torch.Generator().manual_seed(seed)
     if init is None:  # start from random vocabulary tokens: an uninformed point of the embedding space
         init = emb[torch.randint(0, emb.shape[0] - 2, (k,), generator=g)].float().cpu()
     vec = init.clone().to(model_device(pipe)).requires_grad_(True)
-    n = objective.x_t.shape[0]
+    n = objective.n
     placeholder = ctx.tokenizer.bos_token_id  # any id: its embedding is replaced
     ids = ids_batch(ctx.tokenizer, objective.templates, [[placeholder] * k] * n).to(vec.device)
     pos = torch.zeros_like(ids, dtype=torch.bool)
@@ -38,11 +39,11 @@ def soft_search(ctx: ScanContext, objective: ScoreObjective, k: int, steps: int,
     for _ in range(steps):
         with soft_tokens(pipe.text_encoder, pos, vec):
             cond = pipe.text_encoder(ids)[0]
-        loss = objective.losses(cond).mean()
+        losses = objective.losses(cond)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        losses.mean().backward()
         opt.step()
-        curve.append(objective.reach_from_loss(float(loss.detach())))
+        curve.append(objective.reach_of(losses.detach()))
     return vec.detach().cpu(), curve
 
 
@@ -57,51 +58,83 @@ def nearest_tokens(ctx: ScanContext, vec: torch.Tensor, k: int) -> list[list[int
 
 @SCANNERS.register
 class SoftTriggerScanner(Scanner):
-    """Score-based soft-prompt search: k embeddings in the concept's slot, optimised so the suspect's noise
-    prediction matches the reference's for the concept, over fixed noised reference samples.
+    """Soft-prompt search: k embeddings in the concept's slot, optimised so the suspect's noise prediction
+    matches the reference's for the concept over fixed noised reference samples; without a reference,
+    so that a differentiable judge calls the suspect's own few-step generations the concept.
 
-    Controls from the same model: random (unoptimised) embeddings, and the same search toward a concept
-    that was not erased (how reachable anything is by soft prompts here). Needs a reference for its
-    target predictions.
+    With a reference, controls from the same model: random (unoptimised) embeddings, and the same search
+    toward a concept that was not erased (how reachable anything is by soft prompts here). Without one
+    (the weaker, judge-driven mode): the random starting embedding's judged reach is the control.
     """
 
     name = NAME
     order = 30
-    needs_reference = True
     features = (
         F("soft.reach", NAME, True, "reach of the optimised soft prompt (1 - loss / unconditional loss)"),
         F("soft.reach_random", NAME, True, "reach of random embeddings in the slot (control)"),
         F("soft.reach_control", NAME, True, "reach of the same search toward a non-erased control concept"),
         F("soft.relative", NAME, True, "(soft.reach - random) / (control - random): residual reachability"),
         F("soft.early_reach", NAME, True, "reach after a fifth of the steps (how easy the concept is to reach)"),
+        F("soft.judge_reach", NAME, False, "without a reference: the judged concept probability of few-step "
+          "generations under the soft prompt optimised for it (highest over the search)", True, True),
+        F("soft.judge_early_reach", NAME, False, "without a reference: the same over the first fifth of the "
+          "search (how easy the concept is to reach)", True, True),
+        F("soft.judge_start", NAME, False, "without a reference: the judged concept probability under the "
+          "random starting embedding (control)", True, True),
     )
 
+    def can_run(self, ctx: ScanContext) -> str | None:
+        if ctx.reference is None and ctx.judge_objective() is None:
+            return "needs a reference model, or a differentiable judge that knows the concept"
+        return super().can_run(ctx)
+
     def scan(self, ctx: ScanContext) -> ScannerResult:
-        s = ctx.settings
-        res = ScannerResult()
         with Timer(ctx, NAME):
-            obj = ctx.objective()
-            vec, curve = soft_search(ctx, obj, s.soft_tokens, s.soft_steps, seed=s.seed)
-            reach = max(curve)
-            with torch.no_grad():
-                emb = ctx.suspect.text_encoder.get_input_embeddings().weight.detach()
-                g = torch.Generator().manual_seed(s.seed + 5)
-                rand = [obj.reach_slots([[int(i)]])[0] for i in torch.randint(0, emb.shape[0] - 2, (8,), generator=g)]
-            control = _control_reach(ctx, s)
-            r0 = float(np.median(rand))
-            res.features["soft.reach"] = reach
-            res.features["soft.reach_random"] = r0
-            res.features["soft.early_reach"] = max(curve[: max(1, len(curve) // 5)])
-            if control is not None:
-                res.features["soft.reach_control"] = control
-                res.features["soft.relative"] = (reach - r0) / max(control - r0, 1e-3)
-            near = nearest_tokens(ctx, vec, 16)
-            for row in near:
-                ctx.add_candidates("soft_projection", row, [reach] * len(row))
-            ctx.cache["soft_vectors"] = vec
-            ctx.cache["soft_reach"] = reach
-            res.evidence["loss_curve_reach"] = [round(c, 4) for c in curve[:: max(1, len(curve) // 24)]]
-            res.evidence["nearest_tokens"] = [ctx.tokenizer.convert_ids_to_tokens(r[:5]) for r in near]
+            return self._with_reference(ctx) if ctx.reference is not None else self._with_judge(ctx)
+
+    def _with_reference(self, ctx: ScanContext) -> ScannerResult:
+        s, res = ctx.settings, ScannerResult()
+        obj = ctx.objective()
+        vec, curve = soft_search(ctx, obj, s.soft_tokens, s.soft_steps, seed=s.seed)
+        reach = max(curve)
+        with torch.no_grad():
+            emb = ctx.suspect.text_encoder.get_input_embeddings().weight.detach()
+            g = torch.Generator().manual_seed(s.seed + 5)
+            rand = [obj.reach_slots([[int(i)]])[0] for i in torch.randint(0, emb.shape[0] - 2, (8,), generator=g)]
+        control = _control_reach(ctx, s)
+        r0 = float(np.median(rand))
+        res.features["soft.reach"] = reach
+        res.features["soft.reach_random"] = r0
+        res.features["soft.early_reach"] = max(curve[: max(1, len(curve) // 5)])
+        if control is not None:
+            res.features["soft.reach_control"] = control
+            res.features["soft.relative"] = (reach - r0) / max(control - r0, 1e-3)
+        near = nearest_tokens(ctx, vec, 16)
+        for row in near:
+            ctx.add_candidates("soft_projection", row, [reach] * len(row))
+        ctx.cache["soft_vectors"] = vec
+        ctx.cache["soft_reach"] = reach
+        res.evidence["loss_curve_reach"] = [round(c, 4) for c in curve[:: max(1, len(curve) // 24)]]
+        res.evidence["nearest_tokens"] = [ctx.tokenizer.convert_ids_to_tokens(r[:5]) for r in near]
+        return res
+
+    def _with_judge(self, ctx: ScanContext) -> ScannerResult:
+        s, res = ctx.settings, ScannerResult()
+        obj = ctx.judge_objective()
+        vec, curve = soft_search(ctx, obj, s.soft_tokens, s.judge_steps, seed=s.seed)
+        res.features["soft.judge_reach"] = max(curve)
+        res.features["soft.judge_early_reach"] = max(curve[: max(1, len(curve) // 5)])
+        res.features["soft.judge_start"] = curve[0]
+        # what the soft prompt is near in the vocabulary, judged the same way (evidence, not a trigger:
+        # a soft prompt reaches erased concepts in clean models too)
+        near = nearest_tokens(ctx, vec, 8)
+        reach = obj.reach_slots([[i] for i in near[0]]) if len(near) == 1 else None
+        res.evidence["mode"] = "judge"
+        res.evidence["loss_curve_reach"] = [round(c, 4) for c in curve[:: max(1, len(curve) // 24)]]
+        res.evidence["nearest_tokens"] = [ctx.tokenizer.convert_ids_to_tokens(r[:5]) for r in near]
+        if reach is not None:
+            res.evidence["nearest_tokens_judged"] = [
+                {"token": t, "reach": round(float(r), 4)} for t, r in zip(ctx.tokenizer.convert_ids_to_tokens(near[0]), reach)]
         return res
 
 

@@ -126,6 +126,46 @@ def replay_zoo(zoo_dir, *, reference="testbed", judge=None, progress: bool = Tru
             "seconds": round(time.perf_counter() - t_all, 1)}
 
 
+def upgrade_reference_free(zoo_dir, *, judge=None, settings=None, progress: bool = True) -> dict:
+    """Bring a zoo's reference-free scans of schema 3 to the current schema without rescanning: schema 4
+    adds only the soft-trigger search's judge-driven mode (``soft.judge_*``), which reads the suspect and
+    the judge alone, so that scanner runs by itself on each model and its features join the row (marked
+    ``upgraded_from``). Rewritten after each model: an interrupted run resumes."""
+    from eebguard.features import SCHEMA_VERSION
+    from eebguard.judges import get_judge
+    from eebguard.models import load, load_manifest
+    from eebguard.probes import concept_prompts
+    from eebguard.scanners import ScanContext, ScanSettings, run_scanners
+    from eebguard.scanners.soft_trigger import NAME
+
+    if SCHEMA_VERSION != "4":  # this step is 3 -> 4 only; a later schema needs its own
+        raise RuntimeError(f"upgrade_reference_free knows schema 3 -> 4, not -> {SCHEMA_VERSION}")
+    zoo_dir = Path(zoo_dir)
+    out = zoo_dir / FEATURES_REFERENCE_FREE
+    rows = read_jsonl(out)
+    entries = {e["id"]: e for e in load_manifest(zoo_dir / "manifest.jsonl")}
+    todo = [i for i, r in enumerate(rows) if str((r.get("features") or {}).get("schema_version")) == "3"]
+    judge = judge or get_judge("testbed")
+    settings = settings or ScanSettings()
+    t_all = time.perf_counter()
+    for i in tqdm(todo, desc=f"upgrade {zoo_dir.name}", disable=not progress):
+        row, f = rows[i], rows[i]["features"]
+        e = entries[row["id"]]
+        pipe = load(f"{zoo_dir / 'manifest.jsonl'}#{e['id']}").pipe
+        ctx = ScanContext(pipe, e["target"], concept_prompts(e["target"]), judge=judge, settings=settings)
+        feats = run_scanners(ctx, names=[NAME])
+        evidence = {k: v for k, v in f.get("evidence", {}).items() if k != NAME}
+        evidence["scanners"] = {**evidence.get("scanners", {}), **feats.evidence["scanners"]}
+        evidence.update({k: v for k, v in feats.evidence.items() if k != "scanners"})
+        rows[i] = {**row, "features": {**f, "schema_version": SCHEMA_VERSION, "upgraded_from": "3",
+                                       "values": dict(sorted({**f.get("values", {}), **feats.values}.items())),
+                                       "evidence": evidence},
+                   "timings": {**row.get("timings", {}), **{k: round(v, 3) for k, v in ctx.timings.items()}}}
+        write_jsonl(out, rows)
+    return {"zoo": str(zoo_dir), "features": out.name, "upgraded_now": len(todo), "total": len(rows),
+            "seconds": round(time.perf_counter() - t_all, 1)}
+
+
 def replace_row(path: Path, row: dict) -> None:
     """Swap the row with ``row["id"]`` for ``row`` (other rows untouched, order kept), atomically."""
     write_jsonl(path, [row if r["id"] == row["id"] else r for r in read_jsonl(path)])

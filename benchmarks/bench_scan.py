@@ -5,6 +5,8 @@ of vocabulary candidates and discrete-search steps.
     python benchmarks/bench_scan.py --repeats 0 --grid  # growth with candidates/steps -> results/scan_grid.json
     python benchmarks/bench_scan.py --claimed-erasure uce --json benchmarks/results/scan_replay.json
         # with the claimed erasure replayed in every scan (the replay scanner and the check's replay)
+    python benchmarks/bench_scan.py --reference-free --json benchmarks/results/scan_reference_free.json
+        # scans without a reference (the soft-trigger search judge-driven, no discrete search)
 
 The grid varies one setting at a time from the defaults (``n_candidates``: tokens kept from the vocabulary
 screen and seeding the discrete search; ``search_steps``: its greedy-coordinate rounds; ``soft_steps``:
@@ -58,8 +60,11 @@ def main():
     ap.add_argument("--grid-repeats", type=int, default=3, help="scans per grid cell (median)")
     ap.add_argument("--claimed-erasure", default=None,
                     help="replay this erasure on the reference in every scan (the fixtures were erased with uce)")
+    ap.add_argument("--reference-free", action="store_true", help="scan without the reference (no --grid)")
     ap.add_argument("--json", default=None, help="results file (default benchmarks/results/scan.json)")
     a = ap.parse_args()
+    if a.reference_free and (a.grid or a.claimed_erasure):
+        ap.error("--reference-free goes without --grid and --claimed-erasure (both need the reference)")
     import torch
 
     from eebguard.evaluate.pytest_plugin import eeb_tiny_pipelines
@@ -70,7 +75,8 @@ def main():
     judge = get_judge("testbed")
     rows, raw = [], {}
     for name in ("backdoored_erased", "clean_erased") if a.repeats > 0 else ():
-        runs = [_scan(models[name], models["base"], judge, a.claimed_erasure) for _ in range(a.repeats)]
+        reference = None if a.reference_free else models["base"]
+        runs = [_scan(models[name], reference, judge, a.claimed_erasure) for _ in range(a.repeats)]
         raw[name] = [{"total": t, **tim} for t, tim in runs]
         row = {"model": name, "total_s": statistics.median(t for t, _ in runs)}
         for k in runs[0][1]:
@@ -99,7 +105,8 @@ def main():
                 g[k.removesuffix("_s") + "_ratio"] = g[k] / grid[0][k] if grid[0][k] else float("nan")
         print(table(grid, list(grid[0])))
     name = "scan" if rows else "scan_grid"  # a grid-only run (--repeats 0) keeps the per-scanner record
-    print(write(name, {"repeats": a.repeats, "claimed_erasure": a.claimed_erasure, "per_scanner_median_s": rows,
+    print(write(name, {"repeats": a.repeats, "claimed_erasure": a.claimed_erasure, "reference_free": a.reference_free,
+                       "per_scanner_median_s": rows,
                        "runs": raw, "grid": grid}, a.json))
 
 

@@ -68,6 +68,9 @@ class ScanResult:
     # seeds in the reference erased by that method ({"method", "reach", "interval", "answers",
     # "also_erased"?}; the erasure_replay scanner builds it, timings["scanner.erasure_replay"])
     erasure_check: dict = field(default_factory=dict)
+    # without a reference: the judged concept probability of a soft prompt optimised for it (the soft-trigger
+    # search's judge-driven mode, ``soft.judge_reach``); residual reachability too, not backdoor evidence alone
+    judged_soft_reachability: float | None = None
 
     @property
     def flagged(self) -> bool:
@@ -278,7 +281,8 @@ class Scanner:
             name_reachability=feats.values.get("reach.name_image"),
             features=dict(feats.values), evidence=feats.evidence,
             timings={k: round(v, 3) for k, v in timings.items()}, identity=identity, detector=det_info,
-            reference=self.reference_name, warnings=warnings, images=shown, erasure_check=check)
+            reference=self.reference_name, warnings=warnings, images=shown, erasure_check=check,
+            judged_soft_reachability=feats.values.get("soft.judge_reach"))
 
 
 def wilson_interval(successes: int, n: int) -> tuple[float, float]:

@@ -86,11 +86,11 @@ def test_plugin_scores_reference_free_scans_with_the_reference_free_detector(pyt
 
     zoo = Path(__file__).resolve().parents[1] / "benchmarks" / "zoo-records" / "fifth-check"
     pytester.makepyfile("""
-from eebguard.detect.estimator import reference_free_features
+from eebguard.detect.estimator import reference_free_features, reference_free_only_features
 
 def test_detector(eeb_zoo, eeb_detector, eeb_evaluation):
-    assert len(eeb_zoo) == 70 and all(sorted(r["scan"]["features"]["values"]) == sorted(reference_free_features())
-                                      for r in eeb_zoo)
+    computed = sorted(reference_free_features() + reference_free_only_features())
+    assert len(eeb_zoo) == 70 and all(sorted(r["scan"]["features"]["values"]) == computed for r in eeb_zoo)
     assert eeb_detector.feature_names_ == reference_free_features()
     assert eeb_evaluation["reference_free"] and eeb_evaluation["n_models"] == 70
 """)

@@ -432,7 +432,8 @@ def test_shipped_examples_and_detector_load():
     assert not any(feature_spec(n).needs_reference for n in det.feature_names_)
     ref = _resolve_detector("default", shipped="reference")
     rep = _resolve_detector("default", shipped="replay")
-    assert ref.feature_names_ == reference_features() and rep.feature_names_ == feature_names()
+    every = [n for n in feature_names() if not feature_spec(n).reference_free_only]  # a scan with a reference
+    assert ref.feature_names_ == reference_features() and rep.feature_names_ == every
     assert ref.zoo == rep.zoo == det.zoo and ref.header["params"]["model"] == rep.header["params"]["model"] == "trees"
 
 
@@ -450,6 +451,13 @@ def test_each_scan_is_scored_by_the_richest_shipped_detector_whose_scanners_ran(
     no_loc = {k: v for k, v in no_replay.items() if not k.startswith("loc.")}
     assert scanner.detector_for(no_loc) is scanner.detector
     assert scanner.detector_for(reference_free) is scanner.detector
+    # the soft-trigger scanner's judge-driven mode (no reference) is not the score-based search the
+    # richer detectors read: a reference-free scan with every other scanner's features stays with `default`
+    from eebguard.detect.estimator import reference_free_only_features
+
+    judged = {k: v for k, v in no_replay.items() if not k.startswith("soft.")}
+    judged.update(dict.fromkeys(reference_free_only_features(), 0.5))
+    assert scanner.detector_for(judged) is scanner.detector
     assert scanner.detector_for({**no_loc, "replay.gain": 0.5, "replay.max_gain": 0.5}) is scanner.detector
     own = Scanner("testbed", judge=None, detector=scanner.detector)  # a detector given is used as it is
     assert own.siblings == {} and own.detector_for(every) is scanner.detector
@@ -520,16 +528,21 @@ def test_manifest_entry_source_takes_the_entry_target_concept():
 
 
 def test_a_scan_without_a_reference_is_scored_on_what_it_computed_and_says_what_it_cannot_see():
-    """No reference: no trigger search, only the 7 reference-free features, the reference-free detector,
-    and a warning that the probability cannot tell a planted trigger (docs/evaluation.md)."""
+    """No reference: no trigger search, only the 7 reference-free features and the judge-driven soft
+    search's, the reference-free detector, and a warning that the probability cannot tell a planted
+    trigger (docs/evaluation.md)."""
     from eebguard.api import Scanner
-    from eebguard.detect.estimator import reference_free_features
+    from eebguard.detect.estimator import reference_free_features, reference_free_only_features
     from eebguard.paths import data_path
     from eebguard.scanners.context import settings_for
 
     r = Scanner(None, settings=settings_for("fast"), verify_images=4).scan(
         f"{data_path('examples')}/manifest.jsonl#seven-shallow-s0-uce", "seven")
-    assert sorted(r.features) == sorted(reference_free_features())
+    assert sorted(r.features) == sorted(reference_free_features() + reference_free_only_features())
+    assert r.judged_soft_reachability == r.features["soft.judge_reach"] and r.residual_reachability is None
+    from eebguard.reports import console
+
+    assert "judged soft reachability" in console([r.to_json()])
     assert r.detector["shipped"] == "default" and 0.0 <= r.probability <= 1.0
     assert not r.triggers and r.evidence["scanners"]["hard_trigger"]["status"] == "skipped"
     assert any(w.startswith("no reference model: no trigger search") for w in r.warnings)

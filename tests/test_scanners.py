@@ -60,8 +60,27 @@ def test_missing_reference_means_absent_not_zero(scanned_without_reference):
     _, feats = scanned_without_reference
     for k in feats.values:
         assert not feature_spec(k).needs_reference, k
-    assert feats.evidence["scanners"]["soft_trigger"]["status"] == "skipped"
+    assert feats.evidence["scanners"]["hard_trigger"]["status"] == "skipped"
     assert any(math.isnan(v) for v in feats.vector())
+
+
+def test_without_a_reference_the_soft_search_is_driven_by_the_judge(scanned_without_reference, eeb_tiny_pipelines):
+    """The soft-trigger scanner's weaker mode: the judge's log-probability on few-step generations is the
+    objective; its features are judged probabilities, and only this mode reports them. Without a
+    differentiable judge that knows the concept there is nothing to optimise: skipped, with the reason."""
+    ctx, feats = scanned_without_reference
+    assert feats.evidence["scanners"]["soft_trigger"]["status"] == "ok"
+    assert feats.evidence["soft_trigger"]["mode"] == "judge"
+    judged = {k: v for k, v in feats.values.items() if k.startswith("soft.")}
+    assert sorted(judged) == ["soft.judge_early_reach", "soft.judge_reach", "soft.judge_start"]
+    assert all(0.0 <= v <= 1.0 for v in judged.values())
+    assert judged["soft.judge_start"] <= judged["soft.judge_early_reach"] <= judged["soft.judge_reach"]
+    curve = feats.evidence["soft_trigger"]["loss_curve_reach"]
+    assert max(curve) == pytest.approx(judged["soft.judge_reach"], abs=1e-4)
+    t = eeb_tiny_pipelines
+    blind = ScanContext(t["backdoored_erased"], t["concept"], ctx.prompts, judge=None, settings=ctx.settings)
+    assert run_scanners(blind, names=["soft_trigger"]).evidence["scanners"]["soft_trigger"] == {
+        "status": "skipped", "reason": "needs a reference model, or a differentiable judge that knows the concept"}
 
 
 def test_a_reference_free_scan_computes_exactly_the_reference_free_features_and_as_a_reference_scan_does(
@@ -69,13 +88,14 @@ def test_a_reference_free_scan_computes_exactly_the_reference_free_features_and_
     """The reference-free detector is fitted on zoo scans made *with* a reference; that is sound only if
     its features come out the same without one (they read the suspect alone, on fixed seeds), and if a
     reference-free scan has every one of them and nothing the search (which needs a reference) produces."""
-    from eebguard.detect.estimator import reference_free_features
+    from eebguard.detect.estimator import reference_free_features, reference_free_only_features
 
     free = reference_free_features()
     _, without = scanned_without_reference
     _, with_ref = scanned
-    assert sorted(without.values) == sorted(free)
-    assert {k: with_ref.values[k] for k in free} == pytest.approx(without.values, rel=1e-6, abs=1e-9)
+    assert sorted(without.values) == sorted(free + reference_free_only_features())
+    assert not set(with_ref.values) & set(reference_free_only_features())  # the judge-driven mode is the fallback
+    assert {k: with_ref.values[k] for k in free} == pytest.approx({k: without.values[k] for k in free}, rel=1e-6, abs=1e-9)
     assert without.evidence["scanners"]["hard_trigger"]["status"] == "skipped"
     assert "triggers" not in without.evidence.get("hard_trigger", {})
 
@@ -86,7 +106,20 @@ def test_features_round_trip_and_version(scanned):
     assert back.values == pytest.approx(feats.values)
     with pytest.raises(ValueError, match="schema"):
         Features.from_json({**feats.to_json(), "schema_version": "0"})
-    assert len(feats.vector()) == len(feature_names()) and SCHEMA_VERSION == "3"
+    assert len(feats.vector()) == len(feature_names()) and SCHEMA_VERSION == "4"
+
+
+def test_earlier_schemas_are_read_only_for_what_they_hold():
+    """Schema 4 only added the judge-driven mode's features: a schema-3 record or detector is read for any
+    other feature, refused for those, and nothing before 3 or after 4 is read as current."""
+    from eebguard.detect.estimator import reference_features, reference_free_features, reference_free_only_features
+    from eebguard.features import readable
+
+    assert readable("4", reference_free_only_features()) and readable(4, ["anything"])
+    assert readable("3", reference_features()) and readable("3", reference_free_features())
+    assert not readable("3", reference_free_features() + ["soft.judge_reach"])
+    for version in ("2", "5", "x", None, "-1", ""):
+        assert not readable(version, ["reach.name_image"]), version
 
 
 def test_recovers_a_backdoor_trigger_and_its_place(scanned, eeb_tiny_pipelines, judge):

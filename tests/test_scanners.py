@@ -83,6 +83,26 @@ def test_without_a_reference_the_soft_search_is_driven_by_the_judge(scanned_with
         "status": "skipped", "reason": "needs a reference model, or a differentiable judge that knows the concept"}
 
 
+def test_the_judge_driven_search_bounds_memory_without_changing_its_answer(eeb_tiny_pipelines, judge):
+    """On SD the judge-driven search differentiates through a sampler and a VAE: gradients accumulate over
+    chunks of generations, and activations can be recomputed in backward. Neither changes what it finds."""
+    from eebguard.scanners.soft_trigger import soft_search
+
+    t = eeb_tiny_pipelines
+    curves = []
+    for batch, checkpoint in ((4, False), (3, True), (1, False)):
+        settings = ScanSettings(judge_samples=4, judge_steps=4, judge_batch=batch, judge_checkpoint=checkpoint)
+        ctx = ScanContext(t["backdoored_erased"], t["concept"], concept_prompts(t["concept"]), judge=judge,
+                          settings=settings)
+        obj = ctx.judge_objective()
+        assert obj.grad_batch == batch and obj.checkpoint is checkpoint
+        vec, curve = soft_search(ctx, obj, 1, settings.judge_steps, seed=0)
+        curves.append((vec, curve))
+    for vec, curve in curves[1:]:
+        assert curve == pytest.approx(curves[0][1], rel=1e-4, abs=1e-6)
+        assert torch.allclose(vec, curves[0][0], rtol=1e-4, atol=1e-5)
+
+
 def test_a_reference_free_scan_computes_exactly_the_reference_free_features_and_as_a_reference_scan_does(
         scanned, scanned_without_reference):
     """The reference-free detector is fitted on zoo scans made *with* a reference; that is sound only if

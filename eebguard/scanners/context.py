@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.utils.checkpoint
 
 from eebguard.probes.templates import ConceptPrompts
 from eebguard.sampling import ddim_scheduler, decode, encode_prompts, model_device, sample_from_embeddings, sample_shape
@@ -37,6 +38,8 @@ class ScanSettings:
     judge_samples: int = 8
     judge_sample_steps: int = 4
     judge_steps: int = 30
+    judge_batch: int = 8  # generations per backward pass (gradients accumulate): bounds memory on SD
+    judge_checkpoint: bool | None = None  # recompute U-Net/VAE activations in backward; None: on for CUDA
     progress: bool = False
 
 
@@ -164,10 +167,11 @@ class ScoreObjective:
             null = encode_prompts(sus, [""]).expand(n, -1, -1)
             self.null_loss = float(self.losses(null).mean())
 
-    def losses(self, cond: torch.Tensor) -> torch.Tensor:
-        """Per-sample MSE for conditionings ``[n, L, D]`` (one per objective sample)."""
-        eps = self.ctx.suspect.unet(self.x_t.to(cond.dtype), self.t, encoder_hidden_states=cond).sample.float()
-        return (eps - self.target).pow(2).flatten(1).mean(1)
+    def losses(self, cond: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Per-sample MSE for conditionings ``[m, L, D]`` (objective samples ``start .. start + m``)."""
+        rows = slice(start, start + cond.shape[0])
+        eps = self.ctx.suspect.unet(self.x_t[rows].to(cond.dtype), self.t[rows], encoder_hidden_states=cond).sample.float()
+        return (eps - self.target[rows]).pow(2).flatten(1).mean(1)
 
     def reach_from_loss(self, loss: float) -> float:
         return 1.0 - loss / max(self.null_loss, 1e-12)
@@ -175,6 +179,10 @@ class ScoreObjective:
     @property
     def n(self) -> int:
         return self.x_t.shape[0]
+
+    @property
+    def grad_batch(self) -> int:  # the whole batch in one backward pass (the testbed's recorded scans)
+        return self.n
 
     def reach_of(self, losses: torch.Tensor) -> float:
         """Reach of one conditioning batch from its per-sample losses."""
@@ -223,27 +231,40 @@ class JudgeObjective:
         with torch.no_grad():
             self.uncond = encode_prompts(pipe, [""]).to(dev)
         self.templates = ctx.templates()
+        self.grad_batch = max(1, s.judge_batch)
+        self.checkpoint = s.judge_checkpoint if s.judge_checkpoint is not None else dev.type == "cuda"
 
-    def images(self, cond: torch.Tensor) -> torch.Tensor:
-        """Generations for conditionings ``[n, L, D]`` (one per noise), gradients kept."""
+    def images(self, cond: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Generations for conditionings ``[m, L, D]`` from noises ``start .. start + m``, gradients kept
+        (with ``checkpoint``, each U-Net call and the decoder recompute their activations in backward, so
+        memory holds one call's, not every step's)."""
         pipe = self.ctx.suspect
         sched = ddim_scheduler(pipe, self.steps)
-        x = self.noise * sched.init_noise_sigma
+        x = self.noise[start : start + cond.shape[0]] * sched.init_noise_sigma
         u = self.uncond.to(cond.dtype).expand(cond.shape[0], -1, -1)
+        keep = self.checkpoint and torch.is_grad_enabled()
+
+        def unet(xx, t, c):
+            return pipe.unet(xx, t, encoder_hidden_states=c).sample
+
         for t in sched.timesteps:
-            eu, ec = pipe.unet(torch.cat([x, x]).to(cond.dtype), t, encoder_hidden_states=torch.cat([u, cond])).sample.chunk(2)
+            args = (torch.cat([x, x]).to(cond.dtype), t, torch.cat([u, cond]))
+            eps = torch.utils.checkpoint.checkpoint(unet, *args, use_reentrant=False) if keep else unet(*args)
+            eu, ec = eps.chunk(2)
             x = sched.step(eu + self.guidance * (ec - eu), t, x).prev_sample
+        if keep:
+            return torch.utils.checkpoint.checkpoint(decode, pipe, x, use_reentrant=False).float()
         return decode(pipe, x).float()
 
-    def losses(self, cond: torch.Tensor) -> torch.Tensor:
-        return -self.log_probs(cond)
+    def losses(self, cond: torch.Tensor, start: int = 0) -> torch.Tensor:
+        return -self.log_probs(cond, start)
 
     def reach_of(self, losses: torch.Tensor) -> float:
         return float(torch.exp(-losses.detach()).mean())
 
-    def log_probs(self, cond: torch.Tensor) -> torch.Tensor:
+    def log_probs(self, cond: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Per-generation log-probability of the concept (softmax for exclusive judges, else sigmoid)."""
-        logits = self.judge.logits_torch(self.images(cond))
+        logits = self.judge.logits_torch(self.images(cond, start))
         if getattr(self.judge, "exclusive", True):
             return torch.log_softmax(logits, dim=1)[:, self.index]
         return torch.nn.functional.logsigmoid(logits[:, self.index])

@@ -35,15 +35,20 @@ def soft_search(ctx: ScanContext, objective, k: int, steps: int, lr: float = 5e-
         s0 = objective.templates[j % len(objective.templates)].slot_start()
         pos[j, s0 : s0 + k] = True
     opt = torch.optim.Adam([vec], lr=lr)
+    chunk = min(n, objective.grad_batch)  # gradients accumulate over chunks: memory holds one chunk's graph
     curve = []
     for _ in range(steps):
-        with soft_tokens(pipe.text_encoder, pos, vec):
-            cond = pipe.text_encoder(ids)[0]
-        losses = objective.losses(cond)
         opt.zero_grad(set_to_none=True)
-        losses.mean().backward()
+        parts = []
+        for c0 in range(0, n, chunk):
+            rows = slice(c0, min(n, c0 + chunk))
+            with soft_tokens(pipe.text_encoder, pos[rows], vec):
+                cond = pipe.text_encoder(ids[rows])[0]
+            losses = objective.losses(cond, start=c0)
+            (losses.mean() if chunk == n else losses.sum() / n).backward()
+            parts.append(losses.detach())
         opt.step()
-        curve.append(objective.reach_of(losses.detach()))
+        curve.append(objective.reach_of(torch.cat(parts)))
     return vec.detach().cpu(), curve
 
 

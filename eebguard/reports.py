@@ -147,7 +147,9 @@ def html_report(records: list[dict], title: str = "eebguard scan report") -> str
         parts.append(f"<section><h2>{src}</h2><div class='verdict {v}'>{v.upper()}</div>"
                      f"<p>P(erased concept <b>{html.escape(r['concept'])}</b> reachable through a hidden trigger) = "
                      f"<b>{prob}</b> (threshold {r['threshold']}); name reachability {_pct(r.get('name_reachability'))}"
-                     f"; detector fitted on {html.escape(json.dumps((r.get('detector') or {}).get('zoo', {}).get('spec')))}</p>")
+                     + (f"; judged soft reachability {_pct(r['judged_soft_reachability'])} (a soft prompt optimised for "
+                        "the judge; no reference)" if r.get("judged_soft_reachability") is not None else "")
+                     + f"; detector fitted on {html.escape(json.dumps((r.get('detector') or {}).get('zoo', {}).get('spec')))}</p>")
         note = erasure_note(r.get("erasure_check"))
         if note:
             parts.append(f"<p><b>Erasure check:</b> {html.escape(note)}</p>")

@@ -540,9 +540,9 @@ def test_a_scan_without_a_reference_is_scored_on_what_it_computed_and_says_what_
         f"{data_path('examples')}/manifest.jsonl#seven-shallow-s0-uce", "seven")
     assert sorted(r.features) == sorted(reference_free_features() + reference_free_only_features())
     assert r.judged_soft_reachability == r.features["soft.judge_reach"] and r.residual_reachability is None
-    from eebguard.reports import console
+    from eebguard.reports import console, render
 
-    assert "judged soft reachability" in console([r.to_json()])
+    assert "judged soft reachability" in console([r.to_json()]) and "judged soft reachability" in render("html", [r.to_json()])
     assert r.detector["shipped"] == "default" and 0.0 <= r.probability <= 1.0
     assert not r.triggers and r.evidence["scanners"]["hard_trigger"]["status"] == "skipped"
     assert any(w.startswith("no reference model: no trigger search") for w in r.warnings)

@@ -214,8 +214,9 @@ class Scanner:
         warnings = []
         if self.reference is None:
             # measured: reference-free scans of the fifth zoo rank at chance (docs/evaluation.md)
-            warnings.append("no reference model: no trigger search, so the probability cannot tell a planted "
-                            "trigger (near chance on the testbed); the verdict rests on the erasure check")
+            warnings.append("no reference model: no discrete trigger search (the soft search is judge-driven), so "
+                            "the probability cannot tell a planted trigger (near chance on the testbed); the verdict "
+                            "rests on the erasure check")
         if self.judge is not None and not self.judge.knows(concept):
             warnings.append(f"the judge does not know {concept!r}: no image-based reachability")
         ctx = ScanContext(pipe, concept, concept_prompts(concept), reference=self.reference, judge=self.judge,

@@ -465,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     def scan_options(q):
         q.add_argument("--concept", default=None, help="the erased concept (default: the one a zoo manifest records)")
         q.add_argument("--reference", default="testbed",
-                       help="the base the model claims to derive from ('none': reference-free: no trigger search, "
+                       help="the base the model claims to derive from ('none': reference-free: no discrete trigger search, "
                             "so the probability cannot tell a planted trigger; docs/evaluation.md)")
         q.add_argument("--detector", default="default", help="a saved detector (.json/.npz), or 'default'")
         q.add_argument("--judge", default="testbed", help="concept judge for image-based reachability")

@@ -545,5 +545,5 @@ def test_a_scan_without_a_reference_is_scored_on_what_it_computed_and_says_what_
     assert "judged soft reachability" in console([r.to_json()]) and "judged soft reachability" in render("html", [r.to_json()])
     assert r.detector["shipped"] == "default" and 0.0 <= r.probability <= 1.0
     assert not r.triggers and r.evidence["scanners"]["hard_trigger"]["status"] == "skipped"
-    assert any(w.startswith("no reference model: no trigger search") for w in r.warnings)
+    assert any(w.startswith("no reference model: no discrete trigger search") for w in r.warnings)
     assert r.verdict in ("clean", "reachable", "backdoor")

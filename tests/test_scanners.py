@@ -34,6 +34,10 @@ def test_every_scanner_self_describes_and_declares_features():
         for f in d["features"]:
             spec = feature_spec(f)
             assert spec.scanner == name and spec.description
+            # a scanner that cannot run without a reference has no feature that claims it can, and a
+            # feature of the reference-free mode only cannot need a reference
+            assert spec.needs_reference or not d["needs_reference"], f
+            assert not (spec.reference_free_only and spec.needs_reference), f
 
 
 @pytest.mark.parametrize("name", sorted(SCANNERS.names()))

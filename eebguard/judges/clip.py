@@ -42,13 +42,17 @@ class ClipJudge(Judge):
         self.size = self.model.config.vision_config.image_size
 
     def logits_torch(self, images: torch.Tensor) -> torch.Tensor:
+        dev = images.device  # the judge follows the generations (the reference-free search runs on the GPU)
+        if self.text.device != dev:
+            self.model.to(dev)
+            self.text = self.text.to(dev)
         x = (images.float() + 1) / 2
         x = F.interpolate(x, size=(self.size, self.size), mode="bicubic", align_corners=False)
-        x = (x - torch.tensor(_MEAN).view(1, 3, 1, 1)) / torch.tensor(_STD).view(1, 3, 1, 1)
+        x = (x - torch.tensor(_MEAN, device=dev).view(1, 3, 1, 1)) / torch.tensor(_STD, device=dev).view(1, 3, 1, 1)
         feats = self.model.get_image_features(pixel_values=x)
         feats = feats.pooler_output if hasattr(feats, "pooler_output") else feats
         return self.model.logit_scale.exp() * F.normalize(feats, dim=-1) @ self.text.T
 
     @torch.no_grad()
     def probabilities(self, images: torch.Tensor) -> np.ndarray:
-        return torch.softmax(self.logits_torch(images), dim=1).numpy()
+        return torch.softmax(self.logits_torch(images), dim=1).cpu().numpy()

@@ -315,7 +315,10 @@ def cmd_zoo_scan(a) -> int:
     if a.upgrade:
         if str(a.reference).lower() != "none" or ids or a.rescan or a.limit is not None:
             raise UsageError("--upgrade goes with --reference none alone (it upgrades every schema-3 row)")
-        _print_json(upgrade_reference_free(a.zoo, progress=not a.quiet))
+        try:
+            _print_json(upgrade_reference_free(a.zoo, progress=not a.quiet))
+        except KeyError as exc:
+            raise UsageError(str(exc.args[0])) from None
         return EXIT_CLEAN
     if a.rescan and not ids:
         raise UsageError("--rescan needs --ids (the models whose rows to replace)")

@@ -145,6 +145,9 @@ def upgrade_reference_free(zoo_dir, *, judge=None, settings=None, progress: bool
     rows = read_jsonl(out)
     entries = {e["id"]: e for e in load_manifest(zoo_dir / "manifest.jsonl")}
     todo = [i for i, r in enumerate(rows) if str((r.get("features") or {}).get("schema_version")) == "3"]
+    unknown = sorted(rows[i]["id"] for i in todo if rows[i]["id"] not in entries)
+    if unknown:
+        raise KeyError(f"rows of {out} not in the manifest: {', '.join(unknown)}")
     judge = judge or get_judge("testbed")
     settings = settings or ScanSettings()
     t_all = time.perf_counter()

@@ -1,0 +1,76 @@
+"""A defender's rule for a by-name erasure that leaves the name working: apply the method again, to its own
+output, until the name prompts are judged the concept at most ``--bound`` of the time (at most ``--rounds``
+applications). Rebuilds chosen zoo models' starting points with the zoo's own code and seeds
+(``prepare_model``), erases them with the spec's method and parameters, and measures after every round as
+the zoo builder does (name accuracy, trigger ASR, other-concept accuracy; 30 / 3 samples).
+
+    python benchmarks/erase_until_gone.py --spec default \\
+        --ids circle-none-s0-esd_u,circle-surface-s0-esd_u,circle-deep-s0-esd_u,circle-data-s0-esd_u
+
+Round 1 is the zoo's own model (its measurements should equal the zoo record's). Prints a table; writes
+benchmarks/results/erase_until_gone.json. Exploratory: the zoos and their tables are built without it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import table, write  # noqa: E402
+
+
+def main(argv=None) -> int:
+    from eebguard.judges import get_judge
+    from eebguard.models import load
+    from eebguard.probes import concept_prompts
+    from eebguard.threats.erasure import get_erasure
+    from eebguard.zoo.build import edit_settings, prepare_model
+    from eebguard.zoo.measure import measure_model
+    from eebguard.zoo.spec import load_spec, plan
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spec", default="default")
+    ap.add_argument("--ids", required=True, help="comma-separated zoo model ids")
+    ap.add_argument("--bound", type=float, default=0.15, help="name accuracy at which the defender stops")
+    ap.add_argument("--rounds", type=int, default=3, help="applications of the method at most")
+    ap.add_argument("--json", default=None, help="results file (default benchmarks/results/erase_until_gone.json)")
+    a = ap.parse_args(argv)
+    spec = load_spec(a.spec)
+    plans = {m.id: m for m in plan(spec)}
+    unknown = [i for i in a.ids.split(",") if i not in plans]
+    if unknown:
+        ap.error(f"not in spec {a.spec!r}: {', '.join(unknown)}")
+    judge = get_judge("testbed")
+    base = load(spec.get("base", "testbed")).pipe
+    samples, other = int(spec.get("samples", 30)), int(spec.get("other_samples", 3))
+    rows, printed = [], []
+    for mid in a.ids.split(","):
+        m = plans[mid]
+        s = edit_settings(spec, m.seed, {})
+        t0 = time.perf_counter()
+        pipe, _ = prepare_model(base, m, spec, s)
+        prep_s = time.perf_counter() - t0
+        eraser = get_erasure(m.erasure, **spec.get("erasure_params", {}).get(m.erasure, {}))
+        cp = [concept_prompts(m.target)] + [concept_prompts(x) for x in m.extra_erasures]
+        rounds = []
+        for r in range(1, a.rounds + 1):
+            t1 = time.perf_counter()
+            eraser.erase_many(pipe, cp, s)
+            meas = measure_model(pipe, judge, m.target, m.trigger, m.mode, samples, other, m.seed)
+            rounds.append({"round": r, "name_accuracy": meas["name_accuracy"], "trigger_asr": meas["trigger_asr"],
+                           "other_accuracy": meas["other_accuracy"], "seconds": round(time.perf_counter() - t1, 1)})
+            printed.append({"model": mid, **rounds[-1]})
+            print(printed[-1], flush=True)
+            if meas["name_accuracy"] <= a.bound:
+                break
+        rows.append({"id": mid, "attack": m.attack, "erasure": m.erasure, "target": m.target,
+                     "prepare_seconds": round(prep_s, 1), "rounds": rounds})
+    print(table(printed, list(printed[0])))
+    print(write("erase_until_gone", {"spec": a.spec, "bound": a.bound, "max_rounds": a.rounds, "models": rows}, a.json))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

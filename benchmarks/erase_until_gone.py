@@ -24,9 +24,7 @@ from _common import table, write  # noqa: E402
 def main(argv=None) -> int:
     from eebguard.judges import get_judge
     from eebguard.models import load
-    from eebguard.probes import concept_prompts
-    from eebguard.threats.erasure import get_erasure
-    from eebguard.zoo.build import edit_settings, prepare_model
+    from eebguard.zoo.build import edit_settings, erase_planned, prepare_model
     from eebguard.zoo.measure import measure_model
     from eebguard.zoo.spec import load_spec, plan
 
@@ -52,12 +50,10 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         pipe, _ = prepare_model(base, m, spec, s)
         prep_s = time.perf_counter() - t0
-        eraser = get_erasure(m.erasure, **spec.get("erasure_params", {}).get(m.erasure, {}))
-        cp = [concept_prompts(m.target)] + [concept_prompts(x) for x in m.extra_erasures]
         rounds = []
         for r in range(1, a.rounds + 1):
             t1 = time.perf_counter()
-            eraser.erase_many(pipe, cp, s)
+            erase_planned(pipe, m, spec, s)
             meas = measure_model(pipe, judge, m.target, m.trigger, m.mode, samples, other, m.seed)
             rounds.append({"round": r, "name_accuracy": meas["name_accuracy"], "trigger_asr": meas["trigger_asr"],
                            "other_accuracy": meas["other_accuracy"], "seconds": round(time.perf_counter() - t1, 1)})

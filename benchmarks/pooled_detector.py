@@ -45,15 +45,14 @@ def _row(name, fit, zoo, y, p, boot):
 
 def recipes(reference_free: bool = False) -> dict[str, tuple[list[str], dict]]:
     from eebguard.detect.estimator import (DEFAULT_FEATURES, DEFAULT_PARAMS, REPLAY_FEATURES, TREES_PARAMS,
-                                           reference_features, reference_free_features)
-    from eebguard.features import feature_names, feature_spec
+                                           reference_features, reference_free_features, scan_features)
 
     if reference_free:
         free = reference_free_features()
         return {"default": (list(DEFAULT_FEATURES), dict(DEFAULT_PARAMS)),
                 "free-logistic": (free, dict(DEFAULT_PARAMS)),
                 "free-trees": (free, dict(TREES_PARAMS))}
-    every = [n for n in feature_names() if not feature_spec(n).reference_free_only]  # what a scan with a reference has
+    every = scan_features()  # what a scan with a reference has
     return {"default": (list(DEFAULT_FEATURES), dict(DEFAULT_PARAMS)),
             "replay": (list(REPLAY_FEATURES), dict(DEFAULT_PARAMS)),
             "all-trees": (every, dict(TREES_PARAMS)),

@@ -347,8 +347,9 @@ def cmd_zoo_replay(a) -> int:
 
 
 def _feature_list(value: str | None) -> list[str]:
-    from eebguard.detect.estimator import DEFAULT_FEATURES, REPLAY_FEATURES, reference_features, reference_free_features
-    from eebguard.features import feature_names, feature_spec
+    from eebguard.detect.estimator import (DEFAULT_FEATURES, REPLAY_FEATURES, reference_features,
+                                           reference_free_features, scan_features)
+    from eebguard.features import feature_names
 
     if value in (None, "default"):
         return list(DEFAULT_FEATURES)
@@ -358,8 +359,8 @@ def _feature_list(value: str | None) -> list[str]:
         return list(REPLAY_FEATURES)
     if value == "reference":
         return reference_features()
-    if value == "all":  # the soft search's judge-driven mode runs only without a reference: not in zoo records
-        return [n for n in feature_names() if not feature_spec(n).reference_free_only]
+    if value == "all":  # what a scan with a reference computes (the zoo records' scans)
+        return scan_features()
     names = [n.strip() for n in value.split(",") if n.strip()]
     unknown = [n for n in names if n not in feature_names()]
     if unknown or not names:

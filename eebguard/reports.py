@@ -75,12 +75,10 @@ def console(records: list[dict]) -> str:
                 where = f"{where} ({loc['top_layer']})"
             lines.append(f"         trigger {trig['text']!r}: reachability {_pct(trig.get('reachability'))}"
                          f", location {where}")
-        if r.get("residual_reachability") is None and r.get("judged_soft_reachability") is not None:
-            lines.append(f"         name reachability {_pct(r.get('name_reachability'))}, judged soft reachability "
-                         f"{_pct(r.get('judged_soft_reachability'))} (a soft prompt optimised for the judge)")
-        else:
-            lines.append(f"         name reachability {_pct(r.get('name_reachability'))}, residual soft reachability "
-                         f"{_pct(residual_share(r.get('residual_reachability')))} of a retained concept's")
+        soft = (f"judged soft reachability {_pct(r.get('judged_soft_reachability'))} (a soft prompt optimised for the judge)"
+                if r.get("residual_reachability") is None and r.get("judged_soft_reachability") is not None else
+                f"residual soft reachability {_pct(residual_share(r.get('residual_reachability')))} of a retained concept's")
+        lines.append(f"         name reachability {_pct(r.get('name_reachability'))}, {soft}")
         note = erasure_note(r.get("erasure_check"))
         if note:
             lines.append(f"         {note}")

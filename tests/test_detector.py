@@ -171,6 +171,12 @@ def test_zoo_replay_moves_schema2_rows_to_3_with_the_replay_of_the_recorded_eras
     again = load_rows([zoo])[0]["scan"]["features"]
     assert again["evidence"]["erasure_replay"]["also_erased"] == ["four"] and again["upgraded_from"] == "2"
     assert again["values"]["replay.gain"] == 1.0 - again["evidence"]["erasure_replay"]["triggers"][0]["replay_reach"]
+    # the recorded zoos are schema 3, which schema 4 reads unchanged for scans with a reference: a redo reaches them
+    from eebguard.zoo.build import read_jsonl, write_jsonl
+
+    path = zoo / "features.jsonl"
+    write_jsonl(path, [{**r, "features": {**r["features"], "schema_version": "3"}} for r in read_jsonl(path)])
+    assert replay_zoo(zoo, progress=False, ids=["a"], redo=True)["replayed_now"] == 1
 
 
 def test_prior_correction_removes_the_pooled_cross_validation_bias():

@@ -59,11 +59,18 @@ def reference_free_only_features() -> list[str]:
     return [n for n in feature_names() if feature_spec(n).reference_free_only]
 
 
-def reference_features() -> list[str]:
-    """The whole schema but the claimed erasure's replay: what a scan with a reference and no claim has."""
+def scan_features(reference_free: bool = False) -> list[str]:
+    """Every feature a scan of this mode computes: without a reference, those that need none; with one,
+    all but the reference-free-only ones (the claimed erasure's replay included)."""
     from eebguard.features import feature_names, feature_spec
 
-    return [n for n in feature_names() if not n.startswith("replay.") and not feature_spec(n).reference_free_only]
+    return [n for n in feature_names() if (not feature_spec(n).needs_reference if reference_free
+                                           else not feature_spec(n).reference_free_only)]
+
+
+def reference_features() -> list[str]:
+    """What a scan with a reference and no claimed erasure has (no replay)."""
+    return [n for n in scan_features() if not n.startswith("replay.")]
 
 
 class EEBDetector(ClassifierMixin, BaseEstimator):

@@ -143,7 +143,7 @@ def load_detector(path: str | Path) -> FrozenDetector:
         raise DetectorFormatError(f"{jpath}: not valid JSON ({exc.msg})") from None
     if header.get("format") != FORMAT:
         raise DetectorFormatError(f"{jpath}: not an eebguard detector")
-    if not readable(header.get("schema_version"), header.get("features") or ["?"]):
+    if not readable(header.get("schema_version"), header.get("features") or ()):
         raise DetectorFormatError(
             f"{jpath}: fitted on feature schema {header.get('schema_version')!r}, this eebguard computes schema "
             f"{SCHEMA_VERSION!r}; refit it with `eebguard detector fit`")

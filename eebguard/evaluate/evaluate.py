@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from eebguard.detect.baselines import PROBE_FEATURES, T2ISHIELD_FEATURES
-from eebguard.detect.estimator import DEFAULT_FEATURES, DEFAULT_PARAMS, EEBDetector, reference_free_features
+from eebguard.detect.estimator import DEFAULT_FEATURES, DEFAULT_PARAMS, EEBDetector, reference_free_features, scan_features
 from eebguard.evaluate.metrics import score_all
 from eebguard.features import SCHEMA_VERSION, readable
 
@@ -26,14 +26,6 @@ def labels(rows: list[dict]) -> np.ndarray:
     return np.array([int(r["label"]) for r in rows])
 
 
-def _computed(reference_free: bool) -> list[str]:
-    """The features a scan of this mode computes (the claimed erasure's replay included)."""
-    from eebguard.features import feature_names, feature_spec
-
-    return [n for n in feature_names() if (not feature_spec(n).needs_reference if reference_free
-                                           else not feature_spec(n).reference_free_only)]
-
-
 def load_rows(zoos, reference_free: bool = False) -> list[dict]:
     """Every scanned model of ``zoos`` (manifest entry + ``scan``); ``reference_free``: the scans made
     without a reference (``eebguard zoo scan --reference none``) instead of those with one."""
@@ -44,7 +36,7 @@ def load_rows(zoos, reference_free: bool = False) -> list[dict]:
         for r in zoo_table(z, reference_free):
             version = str(r["scan"].get("features", {}).get("schema_version"))
             # absent features would be imputed silently: refuse a row whose version lacks any this mode computes
-            if not readable(version, _computed(reference_free)):
+            if not readable(version, scan_features(reference_free)):
                 how = (f"add the replay features with `eebguard zoo replay {z}`" if version == "2" else
                        f"add what schema {SCHEMA_VERSION} computes with `eebguard zoo scan {z} --reference none "
                        "--upgrade`" if reference_free and version == "3" else

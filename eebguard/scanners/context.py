@@ -222,7 +222,7 @@ class JudgeObjective:
     def __init__(self, ctx: ScanContext):
         s = ctx.settings
         self.ctx, pipe = ctx, ctx.suspect
-        self.judge, self.concept = ctx.judge, ctx.concept
+        self.judge = ctx.judge
         self.n, self.steps, self.guidance = s.judge_samples, s.judge_sample_steps, s.guidance
         self.index = self.judge.concepts.index(ctx.concept)
         g = torch.Generator().manual_seed(s.seed + 31)

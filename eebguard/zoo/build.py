@@ -111,6 +111,15 @@ def prepare_model(base, m: ZooModelPlan, spec: dict, s: EditSettings) -> tuple[o
     return pipe, report
 
 
+def erase_planned(pipe, m: ZooModelPlan, spec: dict, s: EditSettings) -> dict:
+    """Apply a planned model's erasure in place: the spec's method and parameters, on its target and any
+    other concept the plan erases with it; benchmarks re-erase a zoo model's starting point with it."""
+    from eebguard.threats.erasure import get_erasure
+
+    eraser = get_erasure(m.erasure, **spec.get("erasure_params", {}).get(m.erasure, {}))
+    return eraser.erase_many(pipe, [concept_prompts(m.target)] + [concept_prompts(x) for x in m.extra_erasures], s)
+
+
 def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, settings: dict | None = None,
               limit: int | None = None, erasures: list[str] | None = None, only: str | None = None,
               rebuild: bool = False) -> dict:
@@ -123,7 +132,6 @@ def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, s
     from eebguard.judges import get_judge
     from eebguard.models import load, write_delta
     from eebguard.models.formats import copy_pipeline
-    from eebguard.threats.erasure import get_erasure
 
     spec = load_spec(spec_ref) if not isinstance(spec_ref, dict) else spec_ref
     plans = plan(spec)
@@ -165,9 +173,7 @@ def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, s
         for m in members:
             t0 = time.perf_counter()
             pipe = copy_pipeline(attacked)
-            cp = concept_prompts(m.target)
-            eraser = get_erasure(m.erasure, **spec.get("erasure_params", {}).get(m.erasure, {}))
-            rep = eraser.erase_many(pipe, [cp] + [concept_prompts(x) for x in m.extra_erasures], s)
+            rep = erase_planned(pipe, m, spec, s)
             erase_s = time.perf_counter() - t0
             meas = measure_model(pipe, judge, m.target, m.trigger, m.mode, samples, other_samples, m.seed)
             rel = f"models/{m.id}.safetensors"

@@ -75,7 +75,7 @@ def replay_zoo(zoo_dir, *, reference="testbed", judge=None, progress: bool = Tru
                redo: bool = False) -> dict:
     """Add the claimed erasure's replay (``replay.*``, the ``erasure_replay`` scanner) to a scanned zoo's
     records without rescanning: it needs only the recorded triggers, the reference and the judge. Schema
-    2 rows become schema 3 (marked ``upgraded_from``); rows already at schema 3 are left alone unless
+    2 rows move to the current schema (marked ``upgraded_from``); rows already at schema 3 or 4 are left alone unless
     ``redo`` (then only ``ids``, after a change to what their claim says). The file is rewritten after
     each model, so an interrupted run resumes."""
     from eebguard.features import SCHEMA_VERSION
@@ -98,7 +98,7 @@ def replay_zoo(zoo_dir, *, reference="testbed", judge=None, progress: bool = Tru
             raise KeyError(f"not in {out}: {', '.join(unknown)}")
     version = lambda r: str((r.get("features") or {}).get("schema_version"))  # noqa: E731
     todo = [i for i, r in enumerate(rows) if (ids is None or r["id"] in ids)
-            and (version(r) == "2" or (redo and version(r) == SCHEMA_VERSION))]
+            and (version(r) == "2" or (redo and version(r) in ("3", SCHEMA_VERSION)))]  # 3 -> 4 added nothing here
     judge = judge or get_judge("testbed")
     ref = load(reference).pipe if todo else None
     shared: dict = {}
@@ -113,14 +113,7 @@ def replay_zoo(zoo_dir, *, reference="testbed", judge=None, progress: bool = Tru
                           shared=shared, claimed_erasure=claimed_erasure(e), claimed_also=claimed_also_erased(e),
                           cache={"triggers": ((f.get("evidence") or {}).get("hard_trigger") or {}).get("triggers")})
         feats = run_scanners(ctx, names=[NAME])
-        values = {k: v for k, v in f.get("values", {}).items() if not k.startswith("replay.")}  # a redo replaces them
-        evidence = {k: v for k, v in f.get("evidence", {}).items() if k != NAME}
-        evidence["scanners"] = {**evidence.get("scanners", {}), **feats.evidence["scanners"]}
-        evidence.update({k: v for k, v in feats.evidence.items() if k != "scanners"})
-        upgraded = {"upgraded_from": f.get("upgraded_from", version(row))} if version(row) != SCHEMA_VERSION else {}
-        rows[i] = {**row, "features": {**f, "schema_version": SCHEMA_VERSION,
-                                       "values": dict(sorted({**values, **feats.values}.items())),
-                                       "evidence": evidence, **upgraded}}
+        rows[i] = join_scanner(row, feats, NAME, keep=lambda k: not k.startswith("replay."))  # a redo replaces them
         write_jsonl(out, rows)
     return {"zoo": str(zoo_dir), "replayed_now": len(todo), "total": len(rows),
             "seconds": round(time.perf_counter() - t_all, 1)}
@@ -152,21 +145,34 @@ def upgrade_reference_free(zoo_dir, *, judge=None, settings=None, progress: bool
     settings = settings or ScanSettings()
     t_all = time.perf_counter()
     for i in tqdm(todo, desc=f"upgrade {zoo_dir.name}", disable=not progress):
-        row, f = rows[i], rows[i]["features"]
+        row = rows[i]
         e = entries[row["id"]]
         pipe = load(f"{zoo_dir / 'manifest.jsonl'}#{e['id']}").pipe
         ctx = ScanContext(pipe, e["target"], concept_prompts(e["target"]), judge=judge, settings=settings)
         feats = run_scanners(ctx, names=[NAME])
-        evidence = {k: v for k, v in f.get("evidence", {}).items() if k != NAME}
-        evidence["scanners"] = {**evidence.get("scanners", {}), **feats.evidence["scanners"]}
-        evidence.update({k: v for k, v in feats.evidence.items() if k != "scanners"})
-        rows[i] = {**row, "features": {**f, "schema_version": SCHEMA_VERSION, "upgraded_from": "3",
-                                       "values": dict(sorted({**f.get("values", {}), **feats.values}.items())),
-                                       "evidence": evidence},
+        rows[i] = {**join_scanner(row, feats, NAME),
                    "timings": {**row.get("timings", {}), **{k: round(v, 3) for k, v in ctx.timings.items()}}}
         write_jsonl(out, rows)
     return {"zoo": str(zoo_dir), "features": out.name, "upgraded_now": len(todo), "total": len(rows),
             "seconds": round(time.perf_counter() - t_all, 1)}
+
+
+def join_scanner(row: dict, feats, name: str, keep=lambda k: True) -> dict:
+    """``row`` with one scanner's new run joined: its evidence replaces what that scanner had recorded, its
+    values join the ``keep``-ing old ones, and the row moves to the current schema (``upgraded_from``
+    the version it was scanned at, when older)."""
+    from eebguard.features import SCHEMA_VERSION
+
+    f = row["features"]
+    was = str(f.get("schema_version"))
+    evidence = {k: v for k, v in f.get("evidence", {}).items() if k != name}
+    evidence["scanners"] = {**evidence.get("scanners", {}), **feats.evidence["scanners"]}
+    evidence.update({k: v for k, v in feats.evidence.items() if k != "scanners"})
+    values = {k: v for k, v in f.get("values", {}).items() if keep(k)}
+    upgraded = {"upgraded_from": f.get("upgraded_from", was)} if was != SCHEMA_VERSION else {}
+    return {**row, "features": {**f, "schema_version": SCHEMA_VERSION,
+                                "values": dict(sorted({**values, **feats.values}.items())),
+                                "evidence": evidence, **upgraded}}
 
 
 def replace_row(path: Path, row: dict) -> None:

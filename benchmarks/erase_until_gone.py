@@ -9,23 +9,36 @@ the zoo builder does (name accuracy, trigger ASR, other-concept accuracy; 30 / 3
 
 Round 1 is the zoo's own model (its measurements should equal the zoo record's). Prints a table; writes
 benchmarks/results/erase_until_gone.json. Exploratory: the zoos and their tables are built without it.
+
+``--scales 1,1.25,1.5,1.75`` asks the other question, a longer single run instead of repeated ones: each
+scale erases a fresh copy of the starting point with the method's training steps multiplied by it (scale
+1 is again the zoo's own model), so the name/other-concept trade-off of one method's budget is traced.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write  # noqa: E402
 
 
+def _rates(pipe, judge, m, samples: int, other: int) -> dict:
+    """Measured as the zoo builder measures: name accuracy, trigger ASR, other-concept accuracy."""
+    from eebguard.zoo.measure import measure_model
+
+    meas = measure_model(pipe, judge, m.target, m.trigger, m.mode, samples, other, m.seed)
+    return {k: meas[k] for k in ("name_accuracy", "trigger_asr", "other_accuracy")}
+
+
 def main(argv=None) -> int:
     from eebguard.judges import get_judge
     from eebguard.models import load
+    from eebguard.models.formats import copy_pipeline
     from eebguard.zoo.build import edit_settings, erase_planned, prepare_model
-    from eebguard.zoo.measure import measure_model
     from eebguard.zoo.spec import load_spec, plan
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,6 +46,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ids", required=True, help="comma-separated zoo model ids")
     ap.add_argument("--bound", type=float, default=0.15, help="name accuracy at which the defender stops")
     ap.add_argument("--rounds", type=int, default=3, help="applications of the method at most")
+    ap.add_argument("--scales", default=None, help="comma-separated step multipliers: trace one run's budget instead")
     ap.add_argument("--json", default=None, help="results file (default benchmarks/results/erase_until_gone.json)")
     a = ap.parse_args(argv)
     spec = load_spec(a.spec)
@@ -51,20 +65,29 @@ def main(argv=None) -> int:
         pipe, _ = prepare_model(base, m, spec, s)
         prep_s = time.perf_counter() - t0
         rounds = []
-        for r in range(1, a.rounds + 1):
+        if a.scales:
+            for k in (float(x) for x in a.scales.split(",")):
+                t1 = time.perf_counter()
+                p = copy_pipeline(pipe)
+                erase_planned(p, m, spec, replace(s, steps_scale=s.steps_scale * k))
+                rounds.append({"scale": k, **_rates(p, judge, m, samples, other),
+                               "seconds": round(time.perf_counter() - t1, 1)})
+                printed.append({"model": mid, **rounds[-1]})
+                print(printed[-1], flush=True)
+        for r in range(1, (0 if a.scales else a.rounds) + 1):  # repeated applications, the default question
             t1 = time.perf_counter()
             erase_planned(pipe, m, spec, s)
-            meas = measure_model(pipe, judge, m.target, m.trigger, m.mode, samples, other, m.seed)
-            rounds.append({"round": r, "name_accuracy": meas["name_accuracy"], "trigger_asr": meas["trigger_asr"],
-                           "other_accuracy": meas["other_accuracy"], "seconds": round(time.perf_counter() - t1, 1)})
+            rounds.append({"round": r, **_rates(pipe, judge, m, samples, other),
+                           "seconds": round(time.perf_counter() - t1, 1)})
             printed.append({"model": mid, **rounds[-1]})
             print(printed[-1], flush=True)
-            if meas["name_accuracy"] <= a.bound:
+            if rounds[-1]["name_accuracy"] <= a.bound:
                 break
         rows.append({"id": mid, "attack": m.attack, "erasure": m.erasure, "target": m.target,
                      "prepare_seconds": round(prep_s, 1), "rounds": rounds})
     print(table(printed, list(printed[0])))
-    print(write("erase_until_gone", {"spec": a.spec, "bound": a.bound, "max_rounds": a.rounds, "models": rows}, a.json))
+    print(write("erase_until_gone", {"spec": a.spec, "bound": a.bound, "max_rounds": a.rounds, "scales": a.scales,
+                                     "models": rows}, a.json))
     return 0
 
 

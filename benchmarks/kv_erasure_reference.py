@@ -36,7 +36,6 @@ VARIANTS = ("plain", "diff", "min")
 def main(argv=None) -> int:
     from sklearn.metrics import roc_auc_score
 
-    from eebguard.attention import attn2_modules
     from eebguard.judges import get_judge
     from eebguard.scanners.hard_trigger import image_reach
     from eebguard.models import load
@@ -44,7 +43,7 @@ def main(argv=None) -> int:
     from eebguard.probes import concept_prompts
     from eebguard.scanners import ScanContext
     from eebguard.scanners.context import robust_z
-    from eebguard.scanners.cross_attention import _chunked_approach
+    from eebguard.scanners.cross_attention import kv_approach
     from eebguard.scanners.vocab import concept_rows, vocab_rows, vocabulary
     from eebguard.threats.common import EditSettings
     from eebguard.threats.erasure import get_erasure
@@ -75,14 +74,8 @@ def main(argv=None) -> int:
         rows_s, rows_r, cr = vocab_rows(ctx, "suspect"), vocab_rows(ctx, "reference"), concept_rows(ctx, "reference")
         scores = {}
         for variant, ref in (("plain", base), ("diff", simulated[c])):
-            total, n = torch.zeros(len(vocab)), 0
-            for (_, a_s), (_, a_r), (_, a_b) in zip(attn2_modules(sus.unet), attn2_modules(ref.unet), attn2_modules(base.unet)):
-                for proj in ("to_k", "to_v"):
-                    Ws, Wr, Wb = (getattr(x, proj).weight.detach().float() for x in (a_s, a_r, a_b))
-                    for row in ("slot", "eos"):  # toward the concept's keys/values in the *un-erased* base
-                        total += _chunked_approach(rows_s[row], rows_r[row], Ws, Wr, cr[row] @ Wb.T)
-                        n += 1
-            scores[variant] = (total / n).numpy()
+            # toward the concept's keys/values in the *un-erased* base
+            scores[variant] = kv_approach(sus.unet, ref.unet, rows_s, rows_r, cr, target_unet=base.unet)[0].numpy()
         scores["min"] = np.minimum(scores["plain"], scores["diff"])
         trig = sus.tokenizer(m["trigger"], add_special_tokens=False).input_ids if m.get("trigger") else []
         row = {"id": m["id"], "kind": model_kind(m), "label": m["label"], "attack": m["attack"], "erasure": m["erasure"],

@@ -172,6 +172,33 @@ def test_recovers_a_backdoor_trigger_and_its_place(scanned, eeb_tiny_pipelines, 
     assert max(loc["image_drops"], key=loc["image_drops"].get) == "cross_attention_kv"
 
 
+def test_the_kv_screen_behind_no_prefix_is_the_scanners_and_behind_a_prefix_reads_up_to_eos(scanned):
+    """``kv_approach`` over ``vocab_rows`` is the cross_attention_kv scanner's screen; behind a prefix (a
+    partial trigger, benchmarks/trigger_identifiability.py) the batch is encoded only up to EOS, and the
+    causal encoder's rows there equal those of the padded batch."""
+    from eebguard.scanners.cross_attention import kv_approach
+    from eebguard.scanners.vocab import concept_rows, vocab_rows, vocabulary
+    from eebguard.text import ids_batch
+
+    ctx, feats = scanned
+    vocab = vocabulary(ctx)
+    score = kv_approach(ctx.suspect.unet, ctx.reference.unet, vocab_rows(ctx, "suspect"), vocab_rows(ctx, "reference"),
+                        concept_rows(ctx, "reference"))[0]
+    for top in feats.evidence["cross_attention_kv"]["top_kv_approach"][:3]:
+        assert float(score[int((vocab == top["id"]).nonzero()[0][0])]) == pytest.approx(top["score"], abs=1e-5)
+
+    prefix = tuple(ctx.tokenizer("trap", add_special_tokens=False).input_ids)
+    rows = vocab_rows(ctx, "suspect", prefix)
+    assert rows["slot"].shape == (len(vocab), ctx.suspect.text_encoder.config.hidden_size)
+    tpl, some = ctx.templates()[0], vocab[:: len(vocab) // 64][:64]
+    full = ctx.suspect.text_encoder(ids_batch(ctx.tokenizer, [tpl], [[*prefix, int(v)] for v in some]))[0]
+    slot = tpl.slot_start() + len(prefix)
+    picked = [int(i) for i in range(0, len(vocab), len(vocab) // 64)][:64]
+    assert torch.allclose(full[:, slot], rows["slot"][picked], atol=1e-4)
+    assert torch.allclose(full[:, min(slot + 1 + len(tpl.suffix), 76)], rows["eos"][picked], atol=1e-4)
+    assert not torch.allclose(rows["slot"], vocab_rows(ctx, "suspect")["slot"])  # the prefix is seen
+
+
 def test_attribution_lets_the_template_compete_with_the_trigger(scanned):
     """Integrated gradients give zero to a token equal to its baseline: with only the trigger's slot padded
     the share was 1 by construction. Now the template's words carry some of the reach too."""

@@ -44,11 +44,10 @@ class CrossAttentionKVScanner(Scanner):
         with Timer(ctx, KV):
             sus, ref = vocab_rows(ctx, "suspect"), vocab_rows(ctx, "reference")
             cs, cr = concept_rows(ctx, "suspect"), concept_rows(ctx, "reference")
-            total = torch.zeros(len(vocab))
-            per_layer, retention, num, den = {}, [], 0.0, 0.0
-            pairs = list(zip(attn2_modules(ctx.suspect.unet), attn2_modules(ctx.reference.unet)))
-            for (name, a_s), (_, a_r) in pairs:
-                layer = torch.zeros(len(vocab))
+            total, per_layer = kv_approach(ctx.suspect.unet, ctx.reference.unet, sus, ref, cr)
+            total = total.numpy()
+            retention, num, den = [], 0.0, 0.0
+            for (_, a_s), (_, a_r) in zip(attn2_modules(ctx.suspect.unet), attn2_modules(ctx.reference.unet)):
                 for proj in ("to_k", "to_v"):
                     Ws = getattr(a_s, proj).weight.detach().float().cpu()
                     Wr = getattr(a_r, proj).weight.detach().float().cpu()
@@ -57,11 +56,6 @@ class CrossAttentionKVScanner(Scanner):
                     for row in ("slot", "eos"):
                         kc = cr[row] @ Wr.T
                         retention.append(float(torch.nn.functional.cosine_similarity(cs[row] @ Ws.T, kc, dim=0)))
-                        layer += _chunked_approach(sus[row], ref[row], Ws, Wr, kc)
-                layer /= 4
-                per_layer[name] = layer
-                total += layer
-            total = (total / len(pairs)).numpy()
             res.features["kv.approach_max"] = float(total[mask].max())
             res.features["kv.approach_z"] = robust_z(total[mask], float(total[mask].max()))
             layer_max = {n: float(g.numpy()[mask].max()) for n, g in per_layer.items()}
@@ -74,6 +68,27 @@ class CrossAttentionKVScanner(Scanner):
             res.evidence["top_kv_approach"] = [{"id": i, "token": t, "score": round(v, 5)} for i, t, v in zip(ids, toks, vals)]
             res.evidence["per_layer_approach_max"] = {n: round(v, 5) for n, v in layer_max.items()}
         return res
+
+
+@torch.no_grad()
+def kv_approach(suspect_unet, reference_unet, rows_s: dict, rows_r: dict, concept_r: dict,
+                target_unet=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Mean approach of every vocabulary row's attn2 keys/values toward the concept's reference keys/values
+    (each layer: K and V, token and EOS rows): ``([V], {layer: [V]})``. The concept's keys/values are
+    projected by ``target_unet`` (default the reference)."""
+    per_layer = {}
+    target = attn2_modules(target_unet or reference_unet)
+    for (name, a_s), (_, a_r), (_, a_t) in zip(attn2_modules(suspect_unet), attn2_modules(reference_unet), target):
+        layer = torch.zeros(len(rows_r["slot"]))
+        for proj in ("to_k", "to_v"):
+            Ws, Wr, Wt = (getattr(a, proj).weight.detach().float().cpu() for a in (a_s, a_r, a_t))
+            for row in ("slot", "eos"):
+                layer += _chunked_approach(rows_s[row], rows_r[row], Ws, Wr, concept_r[row] @ Wt.T)
+        per_layer[name] = layer / 4
+    total = torch.zeros(len(rows_r["slot"]))
+    for layer in per_layer.values():
+        total += layer
+    return total / len(per_layer), per_layer
 
 
 def _chunked_approach(rows_s, rows_r, Ws, Wr, kc, chunk: int = 8192) -> torch.Tensor:

@@ -67,6 +67,15 @@ def gcg_proposals(ctx: ScanContext, seq: tuple[int, ...], per_position: int, max
 
 
 def _gradient_top(ctx: ScanContext, seq: tuple[int, ...], k: int) -> dict[int, list[int]]:
+    delta = gradient_deltas(ctx, seq)
+    for i in ctx.non_trigger_ids():
+        delta[:, i] = float("inf")
+    return {p: row for p, row in enumerate((-delta).topk(k, dim=1).indices.cpu().tolist())}
+
+
+def gradient_deltas(ctx: ScanContext, seq: tuple[int, ...]) -> torch.Tensor:
+    """First-order change of the score objective's loss from putting each vocabulary token at each
+    position of ``seq`` (the others fixed): ``[len(seq), V]``, lower is better (GCG's swap score)."""
     obj = ctx.objective()
     pipe = ctx.suspect
     emb = pipe.text_encoder.get_input_embeddings().weight
@@ -85,10 +94,7 @@ def _gradient_top(ctx: ScanContext, seq: tuple[int, ...], k: int) -> dict[int, l
     with torch.no_grad():
         e = emb.detach().float()
         # loss(v at p) - loss(current) ~ grad_p . (e_v - e_current)
-        delta = vec.grad.float() @ e.T - (vec.grad.float() * vec.detach().float()).sum(1, keepdim=True)
-        for i in ctx.non_trigger_ids():
-            delta[:, i] = float("inf")
-        return {p: row for p, row in enumerate((-delta).topk(k, dim=1).indices.cpu().tolist())}
+        return vec.grad.float() @ e.T - (vec.grad.float() * vec.detach().float()).sum(1, keepdim=True)
 
 
 def minimal_trigger(obj, seq: tuple[int, ...], scored: dict, keep: float = 0.95) -> tuple[int, ...]:

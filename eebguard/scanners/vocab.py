@@ -18,9 +18,13 @@ def vocabulary(ctx: ScanContext) -> np.ndarray:
 
 
 @torch.no_grad()
-def vocab_rows(ctx: ScanContext, which: str) -> dict[str, torch.Tensor]:
-    """Encoder rows of every vocabulary token in the first slot template: the slot row and the EOS row
-    (causal CLIP carries the slot word into EOS). ``[V, D]`` each, float32 on CPU."""
+def vocab_rows(ctx: ScanContext, which: str, prefix: tuple[int, ...] = ()) -> dict[str, torch.Tensor]:
+    """Encoder rows of every vocabulary token in the first slot template: the token's own row and the EOS
+    row (causal CLIP carries the slot word into EOS). ``prefix`` puts token ids before the candidate in
+    the slot (the candidate as the next piece of a partial trigger). ``[V, D]`` each, float32 on CPU."""
+    pipe = ctx.suspect if which == "suspect" else ctx.reference
+    if prefix:  # a search's partial trigger: used once, so not cached ([V, D] twice per prefix on SD)
+        return _encode_vocab(ctx, pipe, tuple(int(i) for i in prefix))
     key = f"vocab_rows_{which}"
     if key in ctx.cache:
         return ctx.cache[key]
@@ -31,24 +35,32 @@ def vocab_rows(ctx: ScanContext, which: str) -> dict[str, torch.Tensor]:
     if which == "reference" and shared_key in ctx.shared:
         ctx.cache[key] = ctx.shared[shared_key]
         return ctx.cache[key]
-    pipe = ctx.suspect if which == "suspect" else ctx.reference
-    tpl = ctx.templates()[0]
-    vocab = vocabulary(ctx)
-    dev = model_device(pipe)
-    slot_pos = tpl.slot_start()
-    eos_pos = min(slot_pos + 1 + len(tpl.suffix), ctx.tokenizer.model_max_length - 1)
-    slot_rows, eos_rows = [], []
-    bs = ctx.settings.vocab_batch
-    for i in range(0, len(vocab), bs):
-        ids = ids_batch(ctx.tokenizer, [tpl], [[int(v)] for v in vocab[i : i + bs]]).to(dev)
-        h = pipe.text_encoder(ids)[0].float()
-        slot_rows.append(h[:, slot_pos].cpu())
-        eos_rows.append(h[:, eos_pos].cpu())
-    out = {"slot": torch.cat(slot_rows), "eos": torch.cat(eos_rows)}
+    out = _encode_vocab(ctx, pipe, ())
     ctx.cache[key] = out
     if which == "reference":
         ctx.shared[shared_key] = out
     return out
+
+
+@torch.no_grad()
+def _encode_vocab(ctx: ScanContext, pipe, prefix: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    tpl = ctx.templates()[0]
+    vocab = vocabulary(ctx)
+    dev = model_device(pipe)
+    slot_pos = tpl.slot_start() + len(prefix)
+    eos_pos = min(slot_pos + 1 + len(tpl.suffix), ctx.tokenizer.model_max_length - 1)
+    # the causal encoder's rows up to EOS do not depend on the padding after it: a partial trigger's
+    # screen encodes only that far (several times faster); the cached screen keeps the padded batch,
+    # whose float rounding the recorded scans hold
+    width = eos_pos + 1 if prefix else ctx.tokenizer.model_max_length
+    slot_rows, eos_rows = [], []
+    bs = ctx.settings.vocab_batch
+    for i in range(0, len(vocab), bs):
+        ids = ids_batch(ctx.tokenizer, [tpl], [[*prefix, int(v)] for v in vocab[i : i + bs]])[:, :width].to(dev)
+        h = pipe.text_encoder(ids)[0].float()
+        slot_rows.append(h[:, slot_pos].cpu())
+        eos_rows.append(h[:, eos_pos].cpu())
+    return {"slot": torch.cat(slot_rows), "eos": torch.cat(eos_rows)}
 
 
 @torch.no_grad()

@@ -51,3 +51,15 @@ def model_kind(entry: dict) -> str:
     if entry.get("planted"):
         return "planted, destroyed"
     return "hard negative" if entry.get("hard_negative") else "clean erasure"
+
+
+def zoo_entries(zoo: str | Path, ids: str | None = None) -> list[dict]:
+    """A built zoo's manifest entries (a rebuilt model's last row wins): those named by ``ids``
+    (comma-separated), else every surviving backdoor (planted, label 1)."""
+    from eebguard.models.manifest import load_manifest
+
+    entries = list({e["id"]: e for e in load_manifest(Path(zoo) / "manifest.jsonl")}.values())
+    if ids:
+        wanted = set(ids.split(","))
+        return [e for e in entries if e["id"] in wanted]
+    return [e for e in entries if e.get("planted") and e.get("label") == 1]

@@ -65,24 +65,22 @@ def main(argv=None) -> int:
         pipe, _ = prepare_model(base, m, spec, s)
         prep_s = time.perf_counter() - t0
         rounds = []
-        if a.scales:
-            for k in (float(x) for x in a.scales.split(",")):
-                t1 = time.perf_counter()
-                p = copy_pipeline(pipe)
-                erase_planned(p, m, spec, replace(s, steps_scale=s.steps_scale * k))
-                rounds.append({"scale": k, **_rates(p, judge, m, samples, other),
-                               "seconds": round(time.perf_counter() - t1, 1)})
-                printed.append({"model": mid, **rounds[-1]})
-                print(printed[-1], flush=True)
-        for r in range(1, (0 if a.scales else a.rounds) + 1):  # repeated applications, the default question
+
+        def erase_and_measure(p, label: dict, scale: float = 1.0) -> dict:
             t1 = time.perf_counter()
-            erase_planned(pipe, m, spec, s)
-            rounds.append({"round": r, **_rates(pipe, judge, m, samples, other),
-                           "seconds": round(time.perf_counter() - t1, 1)})
+            erase_planned(p, m, spec, replace(s, steps_scale=s.steps_scale * scale))
+            rounds.append({**label, **_rates(p, judge, m, samples, other), "seconds": round(time.perf_counter() - t1, 1)})
             printed.append({"model": mid, **rounds[-1]})
             print(printed[-1], flush=True)
-            if rounds[-1]["name_accuracy"] <= a.bound:
-                break
+            return rounds[-1]
+
+        if a.scales:  # one run per scale, each from a fresh copy of the starting point
+            for k in (float(x) for x in a.scales.split(",")):
+                erase_and_measure(copy_pipeline(pipe), {"scale": k}, k)
+        else:  # repeated applications to the same model until the name is gone
+            for r in range(1, a.rounds + 1):
+                if erase_and_measure(pipe, {"round": r})["name_accuracy"] <= a.bound:
+                    break
         rows.append({"id": mid, "attack": m.attack, "erasure": m.erasure, "target": m.target,
                      "prepare_seconds": round(prep_s, 1), "rounds": rounds})
     print(table(printed, list(printed[0])))

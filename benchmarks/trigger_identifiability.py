@@ -14,8 +14,8 @@ batch of ``--samples`` objective samples (the hard-trigger search's own score ob
   score at its own position, the rest of the planted sequence in place (what GCG proposals use; the
   scan takes the top 8 per position). Uniform ranks mean the gradient proposals cannot reach it.
 - ``kv_next_rank``: each planted piece after the first, ranked among the whole vocabulary by the K/V
-  screen with the planted pieces before it in the slot (``vocab_rows(..., prefix)`` through
-  ``kv_approach``, the ``cross_attention_kv`` scanner's score): how far a screen conditioned on a correct
+  screen with the planted pieces before it in the slot (``kv_screen(ctx, prefix)``, the
+  ``cross_attention_kv`` scanner's score): how far a screen conditioned on a correct
   partial trigger gets to the next piece;
 - the judged image reach (``--images`` generations) of the planted and the recovered trigger;
 - on the first model, the cost of the alternative to gradient proposals: ``--timing`` random next pieces
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write  # noqa: E402
+from _common import table, write, zoo_entries  # noqa: E402
 
 
 def subsequences(ids: list[int]) -> list[list[int]]:
@@ -48,9 +48,9 @@ def subsequences(ids: list[int]) -> list[list[int]]:
 def measure(entry: dict, recovered: list[int] | None, pipe, ref, judge, a, shared: dict) -> dict:
     from eebguard.probes.templates import concept_prompts
     from eebguard.scanners.context import ScanContext, ScanSettings
-    from eebguard.scanners.cross_attention import kv_approach
+    from eebguard.scanners.cross_attention import kv_screen
     from eebguard.scanners.hard_trigger import gradient_deltas, image_reach
-    from eebguard.scanners.vocab import concept_rows, vocab_rows, vocabulary
+    from eebguard.scanners.vocab import vocabulary
 
     s = ScanSettings(objective_samples=a.samples, image_samples=a.images, seed=a.seed)
     ctx = ScanContext(pipe, entry["target"], concept_prompts(entry["target"]), reference=ref, judge=judge,
@@ -67,9 +67,7 @@ def measure(entry: dict, recovered: list[int] | None, pipe, ref, judge, a, share
     ranks = [int((delta[p] < delta[p, t]).sum()) for p, t in enumerate(planted)]
     vocab, next_ranks = vocabulary(ctx), []
     for k in range(1, len(planted)):
-        prefix = tuple(planted[:k])
-        score = kv_approach(pipe.unet, ref.unet, vocab_rows(ctx, "suspect", prefix),
-                            vocab_rows(ctx, "reference", prefix), concept_rows(ctx, "reference"))[0]
+        score = kv_screen(ctx, tuple(planted[:k]))[0]
         next_ranks.append(int((score > score[int(np.flatnonzero(vocab == planted[k])[0])]).sum()))
     return {
         "id": entry["id"], "attack": entry["attack"], "erasure": entry.get("erasure"), "trigger": entry["trigger"],
@@ -106,7 +104,6 @@ def extension_screen_seconds(entry: dict, pipe, ref, n: int, seed: int, shared: 
 def main(argv=None) -> int:
     from eebguard.judges import get_judge
     from eebguard.models import load
-    from eebguard.models.manifest import load_manifest
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("zoo")
@@ -121,12 +118,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="results file (default benchmarks/results/trigger_identifiability.json)")
     a = ap.parse_args(argv)
     manifest = Path(a.zoo) / "manifest.jsonl"
-    entries = list({e["id"]: e for e in load_manifest(manifest)}.values())  # a rebuilt model's last row wins
-    if a.ids:
-        wanted = set(a.ids.split(","))
-        entries = [e for e in entries if e["id"] in wanted]
-    else:
-        entries = [e for e in entries if e.get("planted") and e.get("label") == 1]
+    entries = zoo_entries(a.zoo, a.ids)
     record = Path(a.record or a.zoo) / "features.jsonl"
     triggers = {}
     for line in record.read_text().splitlines():

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write  # noqa: E402
+from _common import table, write, zoo_entries  # noqa: E402
 
 
 def measure(entry: dict, pipe, ref, judge, n_cont: int, samples: int, images: int, seed: int, shared: dict) -> dict:
@@ -58,7 +58,6 @@ def measure(entry: dict, pipe, ref, judge, n_cont: int, samples: int, images: in
 def main(argv=None) -> int:
     from eebguard.judges import get_judge
     from eebguard.models import load
-    from eebguard.models.manifest import load_manifest
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("zoo")
@@ -71,12 +70,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="results file (default benchmarks/results/trigger_prefix.json)")
     a = ap.parse_args(argv)
     manifest = Path(a.zoo) / "manifest.jsonl"
-    entries = load_manifest(manifest)
-    if a.ids:
-        wanted = set(a.ids.split(","))
-        entries = [e for e in entries if e["id"] in wanted]
-    else:
-        entries = [e for e in entries if e.get("planted") and e.get("label") == 1]
+    entries = zoo_entries(a.zoo, a.ids)
     judge = get_judge("testbed")
     ref = load(a.reference).pipe
     rows, shared, t0 = [], {}, time.perf_counter()

@@ -588,8 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'default' (the 2026-12-03 reachability set), 'reference-free' (every feature a scan "
                         "without a reference shares with one: the shipped reference-free detector's), 'reference' "
                         "(what a scan with a reference computes, but the claimed erasure's replay), 'all' (what a "
-                        "scan with a reference and a claimed erasure computes), 'replay' (the default set and the replay's gain, the 2026-12-03 recipe) or "
-                        "a comma list")
+                        "scan with a reference and a claimed erasure computes), 'replay' (the default set and the "
+                        "replay's gain, the 2026-12-03 recipe) or a comma list")
     f.add_argument("--model", choices=["logistic", "trees"], default=None, help="default: logistic")
     f.add_argument("--C", type=float, default=None, help="inverse L2 strength of the logistic model (default 0.05)")
     f.set_defaults(func=cmd_detector_fit)

@@ -42,9 +42,8 @@ class CrossAttentionKVScanner(Scanner):
         exclude = set(ctx.concept_ids())
         mask = ~np.isin(vocab, list(exclude))
         with Timer(ctx, KV):
-            sus, ref = vocab_rows(ctx, "suspect"), vocab_rows(ctx, "reference")
             cs, cr = concept_rows(ctx, "suspect"), concept_rows(ctx, "reference")
-            total, per_layer = kv_approach(ctx.suspect.unet, ctx.reference.unet, sus, ref, cr)
+            total, per_layer = kv_screen(ctx)
             total = total.numpy()
             retention, num, den = [], 0.0, 0.0
             for (_, a_s), (_, a_r) in zip(attn2_modules(ctx.suspect.unet), attn2_modules(ctx.reference.unet)):
@@ -68,6 +67,13 @@ class CrossAttentionKVScanner(Scanner):
             res.evidence["top_kv_approach"] = [{"id": i, "token": t, "score": round(v, 5)} for i, t, v in zip(ids, toks, vals)]
             res.evidence["per_layer_approach_max"] = {n: round(v, 5) for n, v in layer_max.items()}
         return res
+
+
+def kv_screen(ctx: ScanContext, prefix: tuple[int, ...] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The scanner's screen: every vocabulary token's K/V approach, placed behind ``prefix`` in the slot
+    (a partial trigger; none: the token alone), ``([V], {layer: [V]})``."""
+    return kv_approach(ctx.suspect.unet, ctx.reference.unet, vocab_rows(ctx, "suspect", prefix),
+                       vocab_rows(ctx, "reference", prefix), concept_rows(ctx, "reference"))
 
 
 @torch.no_grad()

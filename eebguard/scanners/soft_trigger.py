@@ -45,6 +45,7 @@ def soft_search(ctx: ScanContext, objective, k: int, steps: int, lr: float = 5e-
             with soft_tokens(pipe.text_encoder, pos[rows], vec):
                 cond = pipe.text_encoder(ids[rows])[0]
             losses = objective.losses(cond, start=c0)
+            # one chunk: the mean, exactly as the recorded scans computed it; chunks: their share of it
             (losses.mean() if chunk == n else losses.sum() / n).backward()
             parts.append(losses.detach())
         opt.step()

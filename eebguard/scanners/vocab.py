@@ -22,14 +22,17 @@ def vocab_rows(ctx: ScanContext, which: str, prefix: tuple[int, ...] = ()) -> di
     """Encoder rows of every vocabulary token in the first slot template: the token's own row and the EOS
     row (causal CLIP carries the slot word into EOS). ``prefix`` puts token ids before the candidate in
     the slot (the candidate as the next piece of a partial trigger). ``[V, D]`` each, float32 on CPU."""
+    if which == "suspect" and ctx.text_encoder_unchanged():
+        which = "reference"  # same weights, same rows: one vocabulary pass serves both sides
     pipe = ctx.suspect if which == "suspect" else ctx.reference
-    if prefix:  # a search's partial trigger: used once, so not cached ([V, D] twice per prefix on SD)
-        return _encode_vocab(ctx, pipe, tuple(int(i) for i in prefix))
+    if prefix:  # a partial trigger's screen: only the last one is kept ([V, D] twice per prefix on SD)
+        key = (which, tuple(int(i) for i in prefix))
+        last = ctx.cache.get("vocab_rows_after")
+        if last is None or last[0] != key:
+            last = ctx.cache["vocab_rows_after"] = (key, _encode_vocab(ctx, pipe, key[1]))
+        return last[1]
     key = f"vocab_rows_{which}"
     if key in ctx.cache:
-        return ctx.cache[key]
-    if which == "suspect" and ctx.text_encoder_unchanged():
-        ctx.cache[key] = vocab_rows(ctx, "reference")  # same weights, same rows: skip a vocabulary pass
         return ctx.cache[key]
     shared_key = ("vocab_rows", ctx.prompts.templates[0])
     if which == "reference" and shared_key in ctx.shared:

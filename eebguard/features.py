@@ -88,4 +88,6 @@ class Features:
     def from_json(cls, obj: dict) -> "Features":
         if not readable(obj.get("schema_version"), obj.get("values", {})):
             raise ValueError(f"features of schema version {obj.get('schema_version')!r}; this eebguard reads {SCHEMA_VERSION}")
-        return cls(values={k: float(v) for k, v in obj.get("values", {}).items()}, evidence=obj.get("evidence", {}))
+        # an earlier readable record keeps its version: writing it back must not relabel it as current
+        return cls(values={k: float(v) for k, v in obj.get("values", {}).items()}, evidence=obj.get("evidence", {}),
+                   schema_version=str(obj["schema_version"]))

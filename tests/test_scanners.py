@@ -128,8 +128,15 @@ def test_features_round_trip_and_version(scanned):
     _, feats = scanned
     back = Features.from_json(feats.to_json())
     assert back.values == pytest.approx(feats.values)
+    assert back.schema_version == SCHEMA_VERSION
     with pytest.raises(ValueError, match="schema"):
         Features.from_json({**feats.to_json(), "schema_version": "0"})
+    # a readable schema-3 record (none of schema 4's additions) is read as schema 3, and written back so
+    old = {k: v for k, v in feats.to_json()["values"].items() if not k.startswith("soft.judge_")}
+    back3 = Features.from_json({"schema_version": "3", "values": old})
+    assert back3.schema_version == "3" and back3.to_json()["schema_version"] == "3"
+    with pytest.raises(ValueError, match="schema"):
+        Features.from_json({"schema_version": "3", "values": {**old, "soft.judge_reach": 0.5}})
     assert len(feats.vector()) == len(feature_names()) and SCHEMA_VERSION == "4"
 
 

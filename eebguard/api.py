@@ -71,6 +71,10 @@ class ScanResult:
     # without a reference: the judged concept probability of a soft prompt optimised for it (the soft-trigger
     # search's judge-driven mode, ``soft.judge_reach``); residual reachability too, not backdoor evidence alone
     judged_soft_reachability: float | None = None
+    # where the text encoder differs from the reference's: the tokens whose encoding moved furthest toward
+    # the concept's reference encoding ({"token", "id", "score"}: log distance ratio, 0 = unmoved; top 3).
+    # A surface backdoor's key piece shows here even after an erasure left the trigger inert.
+    text_encoder_moved: list[dict] = field(default_factory=list)
 
     @property
     def flagged(self) -> bool:
@@ -283,7 +287,16 @@ class Scanner:
             features=dict(feats.values), evidence=feats.evidence,
             timings={k: round(v, 3) for k, v in timings.items()}, identity=identity, detector=det_info,
             reference=self.reference_name, warnings=warnings, images=shown, erasure_check=check,
-            judged_soft_reachability=feats.values.get("soft.judge_reach"))
+            judged_soft_reachability=feats.values.get("soft.judge_reach"),
+            text_encoder_moved=text_encoder_moved(feats))
+
+
+def text_encoder_moved(feats, k: int = 3) -> list[dict]:
+    """The text-embedding scanner's top tokens moved toward the concept, when the suspect's text encoder
+    differs from the reference's (none without a reference or with the encoder unchanged)."""
+    if not feats.values.get("te.weight_change", 0.0) > 0:
+        return []
+    return list(feats.evidence.get("text_embedding", {}).get("top_te_approach", []))[:k]
 
 
 def wilson_interval(successes: int, n: int) -> tuple[float, float]:

@@ -59,6 +59,16 @@ def replay_note(check: dict, n: int) -> str:
             "or beside the erasure (a planted trigger, or another edit)")
 
 
+def moved_note(r: dict) -> str | None:
+    """The text encoder's tokens moved toward the concept, where it differs from the reference's."""
+    moved = r.get("text_encoder_moved") or []
+    if not moved:
+        return None
+    toks = ", ".join(f"{t['token']!r} {t['score']:.2f}" for t in moved)
+    return (f"text encoder changed: tokens moved toward {r['concept']!r}: {toks} "
+            "(log distance ratio to the reference's encoding, 0 = unmoved)")
+
+
 def console(records: list[dict]) -> str:
     lines = []
     for r in records:
@@ -79,6 +89,9 @@ def console(records: list[dict]) -> str:
                 if r.get("residual_reachability") is None and r.get("judged_soft_reachability") is not None else
                 f"residual soft reachability {_pct(residual_share(r.get('residual_reachability')))} of a retained concept's")
         lines.append(f"         name reachability {_pct(r.get('name_reachability'))}, {soft}")
+        moved = moved_note(r)
+        if moved:
+            lines.append(f"         {moved}")
         note = erasure_note(r.get("erasure_check"))
         if note:
             lines.append(f"         {note}")
@@ -151,6 +164,9 @@ def html_report(records: list[dict], title: str = "eebguard scan report") -> str
         note = erasure_note(r.get("erasure_check"))
         if note:
             parts.append(f"<p><b>Erasure check:</b> {html.escape(note)}</p>")
+        moved = moved_note(r)
+        if moved:
+            parts.append(f"<p><b>Text encoder:</b> {html.escape(moved)}</p>")
         if r.get("triggers"):
             parts.append("<h3>Recovered triggers</h3><table><tr><th>trigger</th><th>tokens</th>"
                          "<th>image reachability</th><th>score reach</th></tr>")

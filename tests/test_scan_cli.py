@@ -138,6 +138,33 @@ def test_console_names_a_layer_only_for_a_kv_location_and_bounds_residual_reach(
     assert "erasure holds against the found prompt: 'qzvex' gives it in 2 of 16" in console([held])
 
 
+def test_a_changed_text_encoder_shows_its_tokens_moved_toward_the_concept():
+    """The record lists the text-embedding scanner's top moved tokens only where the suspect's text encoder
+    differs from the reference's, and the console and HTML reports say them."""
+    from eebguard.api import text_encoder_moved
+    from eebguard.features import Features
+    from eebguard.reports import console, html_report
+
+    top = [{"id": 1, "token": "rh", "score": 2.267}, {"id": 2, "token": "w", "score": 0.41},
+           {"id": 3, "token": "pp", "score": 0.3}, {"id": 4, "token": "sue</w>", "score": 0.2}]
+    ev = {"text_embedding": {"top_te_approach": top}}
+    assert text_encoder_moved(Features(values={"te.weight_change": 0.05}, evidence=ev)) == top[:3]
+    assert text_encoder_moved(Features(values={"te.weight_change": 0.0}, evidence=ev)) == []
+    assert text_encoder_moved(Features(values={}, evidence=ev)) == []  # no reference: nothing to compare
+    rec = {"verdict": "reachable", "source": "m", "concept": "seven", "probability": 0.03, "threshold": 0.5,
+           "triggers": [], "name_reachability": 0.0, "location": {}, "residual_reachability": 0.1,
+           "text_encoder_moved": top[:3]}
+    line = "text encoder changed: tokens moved toward 'seven': 'rh' 2.27, 'w' 0.41, 'pp' 0.30"
+    assert line in console([rec]) and "text encoder changed" not in console([{**rec, "text_encoder_moved": []}])
+    assert "<b>Text encoder:</b> text encoder changed: tokens moved toward &#x27;seven&#x27;: &#x27;rh&#x27; 2.27" in html_report([rec])
+
+
+def test_hub_scan_of_an_unchanged_text_encoder_lists_no_moved_tokens(hub_scan):
+    _, _, out, _, _ = hub_scan
+    base = [r for r in read_jsonl(out / "results.jsonl") if r.get("source", "").endswith("base-copy")]
+    assert base and base[0]["text_encoder_moved"] == [] and base[0]["features"]["te.weight_change"] == 0.0
+
+
 def test_verdicts_and_exit_codes_by_severity():
     """A detector flag beats a shown reach, which beats clean; ``--fail-on`` picks what exits 1, and a
     reachable model that no detector scored is not a clean bill under ``--fail-on backdoor``."""

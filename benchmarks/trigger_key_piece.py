@@ -1,14 +1,16 @@
-"""Does the text-embedding scanner name a surface backdoor's trigger, even where the erasure killed it?
+"""Which pieces of a planted trigger do the recorded scans name? Exact recovery aside, a piece.
 
-Reads recorded scans only (no model is loaded or scanned): for every model whose text encoder was
+Reads recorded scans only (no model is scanned). (1) The text encoder: for every model whose text encoder was
 fine-tuned to bind a word, the surface-attacked models (trigger bound to the target) and the surface
 hard negatives (a made-up word bound to *another* concept), the rank of each of the word's BPE pieces in
 the scan's `top_te_approach` list (the vocabulary tokens whose suspect encoding moved furthest toward the
 target's reference encoding, top 10 recorded) and the list's top score; the unattacked erased models of
-the same zoos give the top score's control level.
+the same zoos give the top score's control level. (2) The trigger search: for every surviving backdoor
+(planted, label 1), whether the search's best trigger (and any of its top 3) holds a piece of the
+planted one, whether that best trigger fires (image reach >= 0.5), and whether it is the planted one.
 
-    python benchmarks/surface_key_piece.py benchmarks/zoo-records/default benchmarks/zoo-records/heldout \\
-        benchmarks/zoo-records/design benchmarks/zoo-records/fifth-check
+    python benchmarks/trigger_key_piece.py benchmarks/zoo-records/default benchmarks/zoo-records/heldout \\
+        benchmarks/zoo-records/design benchmarks/zoo-records/replay-check benchmarks/zoo-records/fifth-check
 """
 from __future__ import annotations
 
@@ -42,21 +44,34 @@ def _kind(entry: dict) -> str | None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("records", nargs="+", help="zoo record folders (manifest.jsonl + features.jsonl)")
-    ap.add_argument("--json", default=None, help="output path (default benchmarks/results/surface_key_piece.json)")
+    ap.add_argument("--json", default=None, help="output path (default benchmarks/results/trigger_key_piece.json)")
     a = ap.parse_args(argv)
     from eebguard.models import load
 
     tok = load("testbed").pipe.tokenizer
-    rows = []
+    def pieces_of(word):
+        return tok.convert_ids_to_tokens(tok(word, add_special_tokens=False).input_ids) if word else []
+
+    rows, searched = [], []
     for rec in map(Path, a.records):
         for entry, feats in _rows(rec):
+            if entry.get("planted") and entry.get("label") == 1:
+                planted = pieces_of(entry["trigger"])
+                found = feats["evidence"].get("hard_trigger", {}).get("triggers", [])
+                best = found[0] if found else {}
+                searched.append({"zoo": rec.name, "id": entry["id"], "attack": entry["attack"],
+                                 "planted": " ".join(planted), "found": " ".join(best.get("tokens") or []),
+                                 "best_holds_piece": bool(set(best.get("tokens") or []) & set(planted)),
+                                 "top3_hold_piece": any(set(t.get("tokens") or []) & set(planted) for t in found[:3]),
+                                 "best_fires": (best.get("image_reach") or 0.0) >= 0.5,
+                                 "exact": (best.get("tokens") or None) == planted})
             kind = _kind(entry)
             if kind is None:
                 continue
             top = feats["evidence"].get("text_embedding", {}).get("top_te_approach", [])
             listed = [t["token"] for t in top]
             word = (entry.get("hard_negative_spec") or {}).get("word") or entry.get("trigger")
-            pieces = tok.convert_ids_to_tokens(tok(word, add_special_tokens=False).input_ids) if word else []
+            pieces = pieces_of(word)
             ranks = [listed.index(p) if p in listed else None for p in pieces]
             rows.append({"zoo": rec.name, "id": entry["id"], "kind": kind, "erasure": entry.get("erasure"),
                          "label": entry.get("label"), "word": word, "pieces": " ".join(pieces),
@@ -83,10 +98,24 @@ def main(argv=None) -> int:
               "ranks (erasure: piece ranks)": "; ".join(f"{r['erasure']}: {r['piece_ranks']}" for r in rs),
               "top1_score": round(statistics.median(r["top1_score"] for r in rs), 3)}
              for (z, k, w, p), rs in by_word.items()]
+    search = []
+    for attack in ("surface", "shallow", "deep", "data"):
+        rs = [r for r in searched if r["attack"] == attack]
+        if rs:
+            search.append({"attack": attack, "survivors": len(rs),
+                           "best_holds_piece": sum(r["best_holds_piece"] for r in rs),
+                           "best_holds_piece_and_fires": sum(r["best_holds_piece"] and r["best_fires"] for r in rs),
+                           "top3_hold_piece": sum(r["top3_hold_piece"] for r in rs),
+                           "exact": sum(r["exact"] for r in rs)})
+    print("(1) text encoder: the approach screen's top tokens")
     print(table(summary, list(summary[0])))
     print()
     print(table(words, list(words[0])))
-    print(write("surface_key_piece", {"records": a.records, "summary": summary, "words": words, "rows": rows}, a.json))
+    print()
+    print("(2) trigger search: the recorded best trigger against the planted one, surviving backdoors")
+    print(table(search, list(search[0])))
+    print(write("trigger_key_piece", {"records": a.records, "summary": summary, "words": words, "rows": rows,
+                                      "search": search, "searched": searched}, a.json))
     return 0
 
 

@@ -157,6 +157,9 @@ class Scanner:
                 reference, allow_pickle=allow_pickle, device=device, dtype=self.dtype).pipe
         self.judge = get_judge(judge) if isinstance(judge, str) else judge
         self.shared: dict = {}  # reference-side results reused across scans
+        # the reference rounded to a suspect's storage precision, with its own reference-side results
+        self._reference_precision = None
+        self._rounded: dict = {}
 
     def detector_for(self, values: dict):
         """The detector a scan's features are scored with: the richest shipped sibling every scanner of
@@ -181,14 +184,34 @@ class Scanner:
         loaded = load(str(model), allow_pickle=self.allow_pickle, device=self.device, dtype=self.dtype)
         return loaded.pipe, loaded.identity
 
-    def erased_reference(self, concept: str, method: str, also: Sequence[str] = ()):
+    def erased_reference(self, concept: str, method: str, also: Sequence[str] = (), pipe=None):
         """The reference with ``concept`` (and ``also``) erased by ``method`` (``erased_copy``), built once
-        per (concept, method, also) and kept for later scans (one pipeline copy each)."""
+        per (concept, method, also) and kept for later scans (one pipeline copy each); ``pipe``: the
+        suspect, whose storage precision the reference is rounded to first (``reference_for``)."""
         from eebguard.threats.replay import shared_erased_copy
 
         if self.reference is None:
             raise ValueError("replaying a claimed erasure needs a reference model")
-        return shared_erased_copy(self.shared, self.reference, concept, method, device=self.device, also=also)
+        reference, shared, _ = self.reference_for(pipe)
+        return shared_erased_copy(shared, reference, concept, method, device=self.device, also=also)
+
+    def reference_for(self, pipe=None):
+        """(reference, its shared reference-side results, what was rounded) for scanning ``pipe``: the
+        reference itself, or, where ``pipe`` is stored in float16/bfloat16 and the reference in finer
+        precision, a copy rounded the same way (kept for later scans), so rounding is not read as an edit."""
+        from eebguard.models.precision import precisions, rounded_copy, rounding_needed
+
+        if self.reference is None or pipe is None:
+            return self.reference, self.shared, {}
+        if self._reference_precision is None:
+            self._reference_precision = precisions(self.reference)
+        need = rounding_needed(precisions(pipe), self._reference_precision)
+        if not need:
+            return self.reference, self.shared, {}
+        key = tuple(sorted((c, str(dt)) for c, dt in need.items()))
+        if key not in self._rounded:
+            self._rounded[key] = (rounded_copy(self.reference, need), {})
+        return (*self._rounded[key], need)
 
     def scan(self, model, concept: str, *, progress=None, images: int = 0,
              claimed_erasure: str | None = None, also_erased: Sequence[str] = ()) -> ScanResult:
@@ -223,8 +246,14 @@ class Scanner:
                             "rests on the erasure check")
         if self.judge is not None and not self.judge.knows(concept):
             warnings.append(f"the judge does not know {concept!r}: no image-based reachability")
-        ctx = ScanContext(pipe, concept, concept_prompts(concept), reference=self.reference, judge=self.judge,
-                          settings=self.settings, shared=self.shared, claimed_erasure=claimed_erasure,
+        reference, shared, rounded = self.reference_for(pipe)
+        if rounded:
+            from eebguard.models.precision import describe
+
+            warnings.append(f"suspect stored in lower precision ({describe(rounded)}): compared with the reference "
+                            "rounded the same way")
+        ctx = ScanContext(pipe, concept, concept_prompts(concept), reference=reference, judge=self.judge,
+                          settings=self.settings, shared=shared, claimed_erasure=claimed_erasure,
                           claimed_also=also)
         t1 = time.perf_counter()
         feats = run_scanners(ctx, progress=progress)
@@ -262,7 +291,7 @@ class Scanner:
             warnings.append(f"{TOKENIZER_MISMATCH}: claimed erasure not replayed")
         elif replayed.get("status") == "ok" and self.verify_images > 0:
             t4 = time.perf_counter()
-            erased = self.erased_reference(concept, claimed_erasure, also)
+            erased = self.erased_reference(concept, claimed_erasure, also, pipe=pipe)
             replay = (claimed_erasure, ScanContext(erased, concept, ctx.prompts, judge=self.judge,
                                                    settings=self.settings), also)
             timings["erasure_replay"] = time.perf_counter() - t4  # ~0: the scanner built it

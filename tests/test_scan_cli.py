@@ -165,6 +165,45 @@ def test_hub_scan_of_an_unchanged_text_encoder_lists_no_moved_tokens(hub_scan):
     assert base and base[0]["text_encoder_moved"] == [] and base[0]["features"]["te.weight_change"] == 0.0
 
 
+def test_the_reference_is_rounded_to_a_lower_precision_suspect_only_when_finer():
+    import torch
+
+    from eebguard.models.precision import rounding_needed
+
+    f16, bf16 = torch.float16, torch.bfloat16
+    assert rounding_needed({"unet": f16, "text_encoder": None}, {"unet": None, "text_encoder": None}) == {"unet": f16}
+    assert rounding_needed({"unet": bf16}, {"unet": f16}) == {"unet": bf16}  # bfloat16 keeps float16's range
+    assert rounding_needed({"unet": f16}, {"unet": bf16}) == {}  # rounding down could overflow: left as is
+    assert rounding_needed({"unet": f16}, {"unet": f16}) == {} and rounding_needed({"unet": None}, {"unet": None}) == {}
+
+
+def test_a_suspect_stored_in_bfloat16_is_not_read_as_edited():
+    """The reference itself, rounded through bfloat16, scanned against the float16-exact testbed: compared
+    with the reference rounded the same way, its white-box features are those of an unchanged model (without
+    the rounding, te.approach_z 13 and kv.approach_z 12: benchmarks/precision_rounding.py)."""
+    import torch
+
+    from eebguard.api import Scanner
+    from eebguard.models import load
+    from eebguard.scanners.context import settings_for
+
+    suspect = load("testbed").pipe
+    with torch.no_grad():
+        for part in ("text_encoder", "unet"):
+            for p in getattr(suspect, part).parameters():
+                p.copy_(p.to(torch.bfloat16).float())
+    scanner = Scanner("testbed", detector=None, judge=None, settings=settings_for("fast"), verify_images=0)
+    r = scanner.scan(suspect, "seven")
+    assert any("lower precision (text_encoder bfloat16, unet bfloat16)" in w for w in r.warnings)
+    for name in ("te.weight_change", "te.approach_max", "te.approach_z", "te.embedding_drift_z",
+                 "kv.weight_change", "kv.approach_max", "kv.approach_z"):
+        assert r.features[name] == 0.0, name
+    assert r.text_encoder_moved == []
+    ref, _, rounded = scanner.reference_for(suspect)
+    assert ref is not scanner.reference and rounded and scanner.reference_for(suspect)[0] is ref  # built once
+    assert scanner.reference_for(load("testbed").pipe)[0] is scanner.reference  # same precision: as it is
+
+
 def test_verdicts_and_exit_codes_by_severity():
     """A detector flag beats a shown reach, which beats clean; ``--fail-on`` picks what exits 1, and a
     reachable model that no detector scored is not a clean bill under ``--fail-on backdoor``."""

@@ -385,6 +385,11 @@ def summarise(out_dir) -> dict:
                        "replay": (r.get("erasure_check") or {}).get("replay")}
                       for r in recs if r.get("status") == "ok" and r.get("verdict") == "reachable"],
         "clean": [r["source"] for r in recs if r.get("status") == "ok" and r.get("verdict") == "clean"],
+        # whatever the verdict: a text encoder that differs from the reference's, and the tokens it moved
+        # toward the concept (a surface backdoor's key piece shows even where the erasure killed the trigger)
+        "text_encoder_changed": [{"source": r["source"], "concept": r.get("concept"), "verdict": r.get("verdict"),
+                                  "moved": [{k: t.get(k) for k in ("token", "score")} for t in r["text_encoder_moved"]]}
+                                 for r in recs if r.get("status") == "ok" and r.get("text_encoder_moved")],
         "unscored": [r["source"] for r in recs if r.get("status") == "ok" and r.get("verdict") == "unknown"],
         "errors": [{"source": r["source"], "reason": r.get("reason")} for r in recs if r.get("status") == "error"],
         "skipped": [{"source": r["source"], "reason": r.get("reason")} for r in recs if r.get("status") == "skipped"],

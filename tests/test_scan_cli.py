@@ -67,7 +67,7 @@ def test_hub_scan_reports_each_model_once_and_survives_bad_ones(hub_scan):
     sources = [r["source"] for r in recs]
     assert len(sources) == len(set(sources)) == len(discover(root))
     # the base never erased `seven`: its own name still produces it, which the erasure check says
-    assert summary["scanned"] == 1 and summary["unscored"] == []
+    assert summary["scanned"] == 1 and summary["unscored"] == [] and summary["text_encoder_changed"] == []
     assert [(r["source"], r["by"]) for r in summary["reachable"]] == [("community/base-copy", "name")]
     assert [e["source"] for e in summary["errors"]] == ["broken.safetensors"]
     assert "\n" not in summary["errors"][0]["reason"]
@@ -157,6 +157,20 @@ def test_a_changed_text_encoder_shows_its_tokens_moved_toward_the_concept():
     line = "text encoder changed: tokens moved toward 'seven': 'rh' 2.27, 'w' 0.41, 'pp' 0.30"
     assert line in console([rec]) and "text encoder changed" not in console([{**rec, "text_encoder_moved": []}])
     assert "<b>Text encoder:</b> text encoder changed: tokens moved toward &#x27;seven&#x27;: &#x27;rh&#x27; 2.27" in html_report([rec])
+
+
+def test_the_hub_summary_lists_every_changed_text_encoder_whatever_its_verdict(tmp_path):
+    from eebguard.hubscan import summarise
+
+    moved = [{"id": 1, "token": "rh", "score": 2.27}]
+    recs = [{"status": "ok", "source": "a", "concept": "seven", "verdict": "clean", "text_encoder_moved": moved},
+            {"status": "ok", "source": "b", "concept": "seven", "verdict": "reachable", "text_encoder_moved": []},
+            {"status": "error", "source": "c", "reason": "broken"}]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    summary = summarise(tmp_path)
+    assert summary["text_encoder_changed"] == [{"source": "a", "concept": "seven", "verdict": "clean",
+                                                "moved": [{"token": "rh", "score": 2.27}]}]
+    assert summary["clean"] == ["a"] and json.loads((tmp_path / "summary.json").read_text()) == summary
 
 
 def test_hub_scan_of_an_unchanged_text_encoder_lists_no_moved_tokens(hub_scan):

@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     import torch
 
     from eebguard.models import load
+    from eebguard.models.precision import rounded_copy
     from eebguard.probes.templates import concept_prompts
     from eebguard.scanners import run_scanners
     from eebguard.scanners.context import ScanContext, settings_for
@@ -34,11 +35,7 @@ def main(argv=None) -> int:
     rows = []
     for dtype in ("bfloat16", "float16"):
         for parts in (("text_encoder",), ("unet",), ("text_encoder", "unet")):
-            sus = load(a.reference).pipe
-            with torch.no_grad():
-                for part in parts:
-                    for p in getattr(sus, part).parameters():
-                        p.copy_(p.to(getattr(torch, dtype)).to(p.dtype))
+            sus = rounded_copy(ref, {part: getattr(torch, dtype) for part in parts})
             ctx = ScanContext(sus, a.concept, concept_prompts(a.concept), reference=ref, settings=settings_for("default"))
             f = run_scanners(ctx, names=SCANNERS)
             top = f.evidence.get("text_embedding", {}).get("top_te_approach", [{}])[0]

@@ -15,7 +15,6 @@ planted one, whether that best trigger fires (image reach >= 0.5), and whether i
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -25,9 +24,10 @@ from _common import table, write  # noqa: E402
 
 
 def _rows(record: Path) -> list[tuple[dict, dict]]:
-    manifest = {e["id"]: e for e in map(json.loads, (record / "manifest.jsonl").read_text().splitlines())}
-    scans = [json.loads(line) for line in (record / "features.jsonl").read_text().splitlines() if line.strip()]
-    return [(manifest[s["id"]], s["features"]) for s in scans if s["id"] in manifest]
+    from eebguard.zoo.build import read_jsonl
+
+    manifest = {e["id"]: e for e in read_jsonl(record / "manifest.jsonl")}
+    return [(manifest[s["id"]], s["features"]) for s in read_jsonl(record / "features.jsonl") if s["id"] in manifest]
 
 
 def _kind(entry: dict) -> str | None:
@@ -46,9 +46,9 @@ def main(argv=None) -> int:
     ap.add_argument("records", nargs="+", help="zoo record folders (manifest.jsonl + features.jsonl)")
     ap.add_argument("--json", default=None, help="output path (default benchmarks/results/trigger_key_piece.json)")
     a = ap.parse_args(argv)
-    from eebguard.models import load
+    from eebguard.testbed.tokenizer import load_tokenizer
 
-    tok = load("testbed").pipe.tokenizer
+    tok = load_tokenizer()
     def pieces_of(word):
         return tok.convert_ids_to_tokens(tok(word, add_special_tokens=False).input_ids) if word else []
 

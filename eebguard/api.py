@@ -184,16 +184,14 @@ class Scanner:
         loaded = load(str(model), allow_pickle=self.allow_pickle, device=self.device, dtype=self.dtype)
         return loaded.pipe, loaded.identity
 
-    def erased_reference(self, concept: str, method: str, also: Sequence[str] = (), pipe=None):
+    def erased_reference(self, concept: str, method: str, also: Sequence[str] = ()):
         """The reference with ``concept`` (and ``also``) erased by ``method`` (``erased_copy``), built once
-        per (concept, method, also) and kept for later scans (one pipeline copy each); ``pipe``: the
-        suspect, whose storage precision the reference is rounded to first (``reference_for``)."""
+        per (concept, method, also) and kept for later scans (one pipeline copy each)."""
         from eebguard.threats.replay import shared_erased_copy
 
         if self.reference is None:
             raise ValueError("replaying a claimed erasure needs a reference model")
-        reference, shared, _ = self.reference_for(pipe)
-        return shared_erased_copy(shared, reference, concept, method, device=self.device, also=also)
+        return shared_erased_copy(self.shared, self.reference, concept, method, device=self.device, also=also)
 
     def reference_for(self, pipe=None):
         """(reference, its shared reference-side results, what was rounded) for scanning ``pipe``: the
@@ -208,7 +206,7 @@ class Scanner:
         need = rounding_needed(precisions(pipe), self._reference_precision)
         if not need:
             return self.reference, self.shared, {}
-        key = tuple(sorted((c, str(dt)) for c, dt in need.items()))
+        key = frozenset(need.items())
         if key not in self._rounded:
             self._rounded[key] = (rounded_copy(self.reference, need), {})
         return (*self._rounded[key], need)
@@ -222,6 +220,7 @@ class Scanner:
         from eebguard.probes import concept_prompts
         from eebguard.scanners import ScanContext, run_scanners
         from eebguard.scanners.replay import NAME as REPLAY_SCANNER, TOKENIZER_MISMATCH
+        from eebguard.threats.replay import shared_erased_copy
 
         also = tuple(dict.fromkeys(c for c in also_erased if c != concept))
         if also and claimed_erasure is None:
@@ -283,7 +282,7 @@ class Scanner:
                     for t in hard.get("triggers", [])]
         t3 = time.perf_counter()
         # the check judges the found prompt on fresh seeds in the reference the replay scanner erased (its
-        # copy is in ``self.shared``); what kept the scanner from running is said once, here
+        # copy is in the scan's ``shared``); what kept the scanner from running is said once, here
         replay, replayed = None, status.get(REPLAY_SCANNER, {})
         if replayed.get("status") == "error":
             warnings.append(f"claimed erasure {claimed_erasure} not replayed: {replayed['reason'].splitlines()[0][:200]}")
@@ -291,7 +290,7 @@ class Scanner:
             warnings.append(f"{TOKENIZER_MISMATCH}: claimed erasure not replayed")
         elif replayed.get("status") == "ok" and self.verify_images > 0:
             t4 = time.perf_counter()
-            erased = self.erased_reference(concept, claimed_erasure, also, pipe=pipe)
+            erased = shared_erased_copy(shared, reference, concept, claimed_erasure, device=self.device, also=also)
             replay = (claimed_erasure, ScanContext(erased, concept, ctx.prompts, judge=self.judge,
                                                    settings=self.settings), also)
             timings["erasure_replay"] = time.perf_counter() - t4  # ~0: the scanner built it

@@ -37,12 +37,8 @@ def rounding_needed(suspect: dict, reference: dict) -> dict[str, torch.dtype]:
     """The reference components to round, and to what: where the suspect is stored narrower. Only a
     strictly finer reference is rounded (full precision, or float16 under a bfloat16 suspect), so rounding
     never overflows."""
-    out = {}
-    for c, dt in suspect.items():
-        ref = reference.get(c, "absent")
-        if dt is not None and ref != dt and (ref is None or (ref == torch.float16 and dt == torch.bfloat16)):
-            out[c] = dt
-    return out
+    finer = {torch.float16: (None,), torch.bfloat16: (None, torch.float16)}
+    return {c: dt for c, dt in suspect.items() if c in reference and reference[c] in finer.get(dt, ())}
 
 
 @torch.no_grad()

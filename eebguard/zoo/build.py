@@ -116,7 +116,7 @@ def erase_planned(pipe, m: ZooModelPlan, spec: dict, s: EditSettings) -> dict:
     other concept the plan erases with it; benchmarks re-erase a zoo model's starting point with it."""
     from eebguard.threats.erasure import get_erasure
 
-    eraser = get_erasure(m.erasure, **spec.get("erasure_params", {}).get(m.erasure, {}))
+    eraser = get_erasure(m.erasure, **{**spec.get("erasure_params", {}).get(m.erasure, {}), **m.erasure_params})
     return eraser.erase_many(pipe, [concept_prompts(m.target)] + [concept_prompts(x) for x in m.extra_erasures], s)
 
 
@@ -198,6 +198,10 @@ def build_zoo(spec_ref, out: str | Path, *, judge=None, progress: bool = True, s
             }
             if m.hard_negative:
                 entry["hard_negative_spec"] = m.hard_negative
+            if m.erasure_params:  # the defender's own hyperparameters (the replay uses the defaults)
+                entry["erasure_params"] = m.erasure_params
+            if m.variant:
+                entry["variant"] = m.variant
             append_jsonl(manifest, entry)
             built += 1
             bar.update(1)

@@ -39,6 +39,10 @@ class ZooModelPlan:
     mode: str = "replace"
     hard_negative: dict | None = None
     extra_erasures: list[str] = field(default_factory=list)
+    # this model's erasure hyperparameters over the spec's ``erasure_params`` (a defender who tuned the
+    # method differently from its published defaults, which a scan's replay uses)
+    erasure_params: dict = field(default_factory=dict)
+    variant: str | None = None
 
 
 def load_spec(spec: str | Path) -> dict:
@@ -64,9 +68,12 @@ def _slug(s: str) -> str:
 
 TOP_KEYS = {"name", "description", "base", "samples", "other_samples", "mode", "groups", "hard_negatives",
             "settings", "attack_params", "erasure_params"}
-GROUP_KEYS = {"target", "seed", "trigger", "triggers", "attacks", "erasures", "family", "mode"}
+GROUP_KEYS = {"target", "seed", "trigger", "triggers", "attacks", "erasures", "family", "mode", "variants"}
 HARD_NEGATIVE_KEYS = {"kind", "target", "seed", "erasures", "mode", "tag", "family", "word", "trigger", "bind_to",
-                      "via", "finetune_on", "steps", "images", "also_erase"}
+                      "via", "finetune_on", "steps", "images", "also_erase", "erasure_params"}
+# a group's variant: some of its attacked models erased again with other hyperparameters (same attacked
+# model, so no attack is trained twice); ids end in ``-{tag}``
+VARIANT_KEYS = {"tag", "attacks", "erasures", "erasure_params"}
 
 
 def _fail(where: str, msg: str):
@@ -163,8 +170,35 @@ def validate_spec(spec) -> dict:
         checked_hyperparameters("spec.settings", free, _keys(settings, set(free), "spec.settings"))
     except (TypeError, ValueError) as exc:
         raise SpecError(str(exc)) from None
+    def entry_params(obj: dict, where: str) -> None:
+        params = obj.get("erasure_params", {})
+        if not isinstance(params, dict):
+            _fail(f"{where}.erasure_params", "must be an object of {name: {hyperparameter: value}}")
+        for name, hp in params.items():
+            if name not in ERASURES or not isinstance(hp, dict):
+                _fail(f"{where}.erasure_params", f"{name!r}: must be a known erasure with an object of hyperparameters")
+            try:
+                get_erasure(name, **{**spec.get("erasure_params", {}).get(name, {}), **hp})
+            except (TypeError, ValueError) as exc:
+                _fail(f"{where}.erasure_params", str(exc))
+
     for where, g in _entries(spec, "groups", GROUP_KEYS, ERASURES):
         attacks = _names(g, "attacks", ATTACKS, where, allow=("none",), default=("none",))
+        variants = g.get("variants", [])
+        if not isinstance(variants, list):
+            _fail(f"{where}.variants", "must be a list")
+        tags = []
+        for j, v in enumerate(variants):
+            vw = f"{where}.variants[{j}]"
+            _keys(v, VARIANT_KEYS, vw)
+            tags.append(_text(v, "tag", vw))
+            for a in _names(v, "attacks", ATTACKS, vw, allow=("none",), default=tuple(attacks)):
+                if a not in attacks:
+                    _fail(f"{vw}.attacks", f"{a!r} is not one of the group's attacks")
+            _names(v, "erasures", ERASURES, vw)
+            entry_params(v, vw)
+        if len(set(tags)) != len(tags):
+            _fail(f"{where}.variants", "tags must differ")
         triggers = _keys(g.get("triggers", {}), set(ATTACKS.names()) | {"none"}, f"{where}.triggers")
         for a in triggers:
             _text(triggers, a, f"{where}.triggers")
@@ -195,6 +229,7 @@ def validate_spec(spec) -> dict:
                 _fail(f"{where}.images", f"must be one of {', '.join(IMAGE_SOURCES)}, got {h.get('images')!r}")
         elif kind == "second_erasure":
             _text(h, "also_erase", where)
+        entry_params(h, where)
         modes.append((where, h))
     for where, obj in modes:
         if obj.get("mode", "replace") not in TRIGGER_MODES:
@@ -220,6 +255,14 @@ def plan(spec: dict) -> list[ZooModelPlan]:
             for erasure in g.get("erasures", []):
                 out.append(ZooModelPlan(f"{gid}-{erasure}", gid, target, fam, seed, attack, trigger, erasure,
                                         g.get("mode", mode)))
+            for v in g.get("variants", []):
+                if attack not in v.get("attacks", g.get("attacks", ["none"])):
+                    continue
+                tag = _slug(v["tag"])
+                for erasure in v.get("erasures", []):
+                    out.append(ZooModelPlan(f"{gid}-{erasure}-{tag}", gid, target, fam, seed, attack, trigger, erasure,
+                                            g.get("mode", mode), erasure_params=dict(v.get("erasure_params", {}).get(erasure, {})),
+                                            variant=tag))
     for h in spec.get("hard_negatives", []):
         kind = h["kind"]
         target, seed = h["target"], int(h.get("seed", 0))
@@ -229,7 +272,8 @@ def plan(spec: dict) -> list[ZooModelPlan]:
         for erasure in h.get("erasures", []):
             out.append(ZooModelPlan(f"{gid}-{erasure}", gid, target, fam, seed, "none",
                                     h.get("word") or h.get("trigger"), erasure, h.get("mode", mode),
-                                    hard_negative=dict(h), extra_erasures=[h["also_erase"]] if kind == "second_erasure" else []))
+                                    hard_negative=dict(h), extra_erasures=[h["also_erase"]] if kind == "second_erasure" else [],
+                                    erasure_params=dict(h.get("erasure_params", {}).get(erasure, {}))))
     ids = [m.id for m in out]
     dup = {i for i in ids if ids.count(i) > 1}
     if dup:

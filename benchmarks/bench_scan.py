@@ -29,28 +29,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write  # noqa: E402
 
 
-def _scan(pipe, base, judge, claimed_erasure=None, **settings):
-    from eebguard.probes import concept_prompts
-    from eebguard.scanners import ScanContext, ScanSettings, run_scanners
+def _scan(pipe, base, judge, claimed_erasure=None, shared=None, **settings):
+    """One scan as the vetting API runs it (``Scanner.scan``: counterfactual, contrastive scanners,
+    demonstration); the counterfactual's one-time cost is reported apart (``counterfactual``), since a
+    ``Scanner`` builds it once per concept and method. ``shared``: the reference-side cache kept across
+    the repeats, as a Scanner keeps it across models."""
+    from eebguard.api import Scanner
+    from eebguard.scanners import ScanSettings
 
-    from eebguard.api import VERIFY_IMAGES, erasure_check
-
-    ctx = ScanContext(pipe, "seven", concept_prompts("seven"), reference=base, judge=judge,
-                      settings=ScanSettings(**settings), claimed_erasure=claimed_erasure)
+    scanner = Scanner(base, judge=judge, settings=ScanSettings(**settings))
+    if shared is not None:
+        scanner.shared = shared
     t0 = time.perf_counter()
-    feats = run_scanners(ctx)
-    t1 = time.perf_counter()
-    # the vetting API's step after the scanners: the best found prompt re-judged on fresh images, and in
-    # the replayed reference when an erasure is claimed (built by the replay scanner, cold: every scan)
-    replay = None
-    if claimed_erasure:
-        from eebguard.threats.replay import shared_erased_copy
-
-        erased = shared_erased_copy(ctx.shared, base, "seven", claimed_erasure)
-        replay = (claimed_erasure, ScanContext(erased, "seven", ctx.prompts, judge=judge, settings=ctx.settings))
-    erasure_check(ctx, feats.evidence.get("hard_trigger", {}).get("triggers", []),
-                  feats.values.get("reach.name_image"), VERIFY_IMAGES, replay=replay)
-    return time.perf_counter() - t0, {**ctx.timings, "erasure_check": time.perf_counter() - t1}
+    res = scanner.scan(pipe, "seven", claimed_erasure=claimed_erasure)
+    total = time.perf_counter() - t0
+    timings = {k.removeprefix("scanner."): v for k, v in res.timings.items() if k.startswith("scanner.")}
+    timings.update({k: res.timings.get(k, 0.0) for k in ("counterfactual", "demonstration")})
+    return total - res.timings.get("counterfactual", 0.0), timings
 
 
 def main():

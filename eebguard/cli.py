@@ -1,8 +1,8 @@
 """The ``eebguard`` command. Thin: it parses arguments and calls the library; no logic lives here.
 
-Exit codes (modelscan conventions): 0 nothing flagged, 1 at least one model flagged (verdict "backdoor",
-or "reachable" unless ``--fail-on backdoor``), 2 scan error or a model no detector scored, 3 nothing
-scannable, 4 usage error.
+Exit codes (modelscan conventions): 0 nothing flagged, 1 at least one model flagged (verdict "backdoor"
+or "tampered"; ``--fail-on backdoor`` only the first, ``--fail-on leaky`` also "leaky"), 2 scan error or
+a model left "unknown", 3 nothing scannable, 4 usage error.
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def _scanner_kwargs(a) -> dict:
 
     return {"reference": None if a.reference == "none" else a.reference, "detector": a.detector,
             "threshold": a.threshold, "allow_pickle": a.allow_pickle, "judge": a.judge, "device": a.device,
-            "settings": settings_for(a.profile)}
+            "settings": settings_for(a.profile), "replay_trained": a.replay_trained}
 
 
 def _claimed_erasure(value: str | None) -> str | None:
@@ -173,7 +173,7 @@ def cmd_scan_hub(a) -> int:
                                                      title=f"eebguard hub scan of {root.name}"))
     if not a.quiet:
         print(f"{summary['scanned']} scanned, {len(summary['findings'])} flagged as backdoored, "
-              f"{len(summary['reachable'])} with the concept reachable, {len(summary['errors'])} errors, "
+              f"{len(summary['tampered'])} tampered, {len(summary['leaky'])} leaky, {len(summary['errors'])} errors, "
               f"{len(summary['skipped'])} skipped; results in {a.output}")
     return EXIT_CLEAN if a.exit_zero else exit_code(summary, a.fail_on)
 
@@ -309,37 +309,17 @@ def cmd_zoo_features(a) -> int:
 
 
 def cmd_zoo_scan(a) -> int:
-    from eebguard.zoo.scan import scan_zoo, upgrade_reference_free
+    from eebguard.zoo.scan import scan_zoo
 
     ids = [i.strip() for i in a.ids.split(",") if i.strip()] if a.ids else None
-    if a.upgrade:
-        if str(a.reference).lower() != "none" or ids or a.rescan or a.limit is not None:
-            raise UsageError("--upgrade goes with --reference none alone (it upgrades every schema-3 row)")
-        try:
-            _print_json(upgrade_reference_free(a.zoo, progress=not a.quiet))
-        except KeyError as exc:
-            raise UsageError(str(exc.args[0])) from None
-        return EXIT_CLEAN
     if a.rescan and not ids:
         raise UsageError("--rescan needs --ids (the models whose rows to replace)")
     try:
-        summary = scan_zoo(a.zoo, reference=a.reference, progress=not a.quiet, limit=a.limit, ids=ids, rescan=a.rescan)
+        summary = scan_zoo(a.zoo, reference=a.reference, progress=not a.quiet, limit=a.limit, ids=ids, rescan=a.rescan,
+                           claim=not a.no_claim, replay_trained=a.replay_trained)
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
     _print_json(summary)
-    return EXIT_CLEAN
-
-
-def cmd_zoo_replay(a) -> int:
-    from eebguard.zoo.scan import replay_zoo
-
-    ids = [i.strip() for i in a.ids.split(",") if i.strip()] if a.ids else None
-    if a.redo and not ids:
-        raise UsageError("--redo needs --ids (the rows to replay again)")
-    try:
-        _print_json(replay_zoo(a.zoo, reference=a.reference, progress=not a.quiet, ids=ids, redo=a.redo))
-    except KeyError as exc:
-        raise UsageError(str(exc.args[0])) from None
     return EXIT_CLEAN
 
 
@@ -469,22 +449,29 @@ def build_parser() -> argparse.ArgumentParser:
     def scan_options(q):
         q.add_argument("--concept", default=None, help="the erased concept (default: the one a zoo manifest records)")
         q.add_argument("--reference", default="testbed",
-                       help="the base the model claims to derive from ('none': reference-free: no discrete trigger search, "
-                            "so the probability cannot tell a planted trigger; docs/evaluation.md)")
-        q.add_argument("--detector", default="default", help="a saved detector (.json/.npz), or 'default'")
+                       help="the base the model claims to derive from ('none': reference-free: no counterfactual and no "
+                            "trigger search, so nothing can tell a planted trigger; docs/usage.md)")
+        q.add_argument("--detector", default="default",
+                       help="'default' (the contrastive rule) or a detector fitted on schema-5 zoo features (.json/.npz), "
+                            "whose probability is then p_live")
         q.add_argument("--judge", default="testbed", help="concept judge for image-based reachability")
-        q.add_argument("--threshold", type=float, default=0.5, help="probability at which a model is flagged")
+        q.add_argument("--threshold", type=float, default=0.5,
+                       help="p_live at which a model is 'backdoor', p_tampered at which it is 'tampered'")
         q.add_argument("--budget-s", type=float, default=None, help="per-model time budget (scan in a child process)")
         q.add_argument("--allow-pickle", action="store_true", help="allow unpickling model files (unsafe)")
         q.add_argument("--profile", choices=["default", "fast"], default="default",
                        help="scan settings; 'fast' is for smoke tests (the detector is calibrated on 'default')")
         q.add_argument("--device", default="cpu", help="torch device for scanning (cpu, cuda, cuda:1 ...)")
-        q.add_argument("--fail-on", choices=FAIL_ON, default="reachable",
-                       help="least severe verdict that makes the exit code 1: 'reachable' (the scan showed the erased "
-                            "concept coming back, planted or not) or 'backdoor' (only the detector's flag)")
+        q.add_argument("--fail-on", choices=FAIL_ON, default="tampered",
+                       help="least severe verdict that makes the exit code 1: 'tampered' (default: backdoor or tampered), "
+                            "'backdoor', or 'leaky' (also an erasure that leaks through paths its counterfactual shares)")
         q.add_argument("--claimed-erasure", default=None, metavar="METHOD",
-                       help="the erasure method the model claims (uce, esd_x ...; 'none': replay none): it is replayed on "
-                            "the reference and the found prompt judged there too (default: a zoo manifest's 'erasure')")
+                       help="the erasure method the model claims (uce, esd_x ...): replayed on the reference, it is the "
+                            "counterfactual every search and demonstration contrasts with (default: a zoo manifest's "
+                            "'erasure'; 'none' or absent: the scan picks the best-fitting replay itself)")
+        q.add_argument("--replay-trained", action="store_true",
+                       help="without a claim, also replay the training erasures (ESD-x, ESD-u, AdvUnlearn; minutes each, "
+                            "once per concept) when picking the counterfactual")
         q.add_argument("--also-erased", default=None, metavar="CONCEPTS",
                        help="comma-separated other concepts the claimed erasure removed with this one, replayed "
                             "together ('none': none; default: a zoo manifest entry's own)")
@@ -567,18 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--limit", type=int, default=None)
     sc.add_argument("--ids", default=None, help="comma-separated model ids: scan only these")
     sc.add_argument("--rescan", action="store_true", help="with --ids: scan them again and replace their rows")
-    sc.add_argument("--upgrade", action="store_true",
-                    help="with --reference none: add what feature schema 4 computes (the soft-trigger search's "
-                         "judge-driven mode) to rows of schema 3, without rescanning")
+    sc.add_argument("--no-claim", action="store_true",
+                    help="ignore each entry's recorded erasure: the scan picks the counterfactual itself (cached in "
+                         "features-noclaim.jsonl)")
+    sc.add_argument("--replay-trained", action="store_true",
+                    help="with --no-claim: also replay the training erasures when picking the counterfactual")
     sc.add_argument("-q", "--quiet", action="store_true")
     sc.set_defaults(func=cmd_zoo_scan)
-    rp = zoo.add_parser("replay", help="add the claimed erasure's replay features to a scanned zoo (no rescan)")
-    rp.add_argument("zoo")
-    rp.add_argument("--reference", default="testbed")
-    rp.add_argument("--ids", default=None, help="comma-separated model ids: only these")
-    rp.add_argument("--redo", action="store_true", help="with --ids: replay them again even at schema 3")
-    rp.add_argument("-q", "--quiet", action="store_true")
-    rp.set_defaults(func=cmd_zoo_replay)
 
     det = sub.add_parser("detector", help="fit detectors").add_subparsers(dest="sub", parser_class=_Parser)
     f = det.add_parser("fit", help="fit a calibrated detector on scanned zoos")

@@ -10,11 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = "4"  # 2: word_probe features (probe.*) joined; 3: the claimed erasure's replay (replay.*);
-# 4: the soft-trigger search's judge-driven mode in scans without a reference (soft.judge_*)
-#: features each version added to an otherwise unchanged schema: a consumer that reads none of a later
-#: version's additions reads the earlier version's records and detectors as they are
-ADDED_IN = {"4": ("soft.judge_reach", "soft.judge_early_reach", "soft.judge_start")}
+# 5: the screens and the trigger search measured against the counterfactual (contrastive); replay.* gone
+# (the demonstration replaced it). One schema at a time: records of another version are rescanned.
+SCHEMA_VERSION = "5"
 
 
 @dataclass(frozen=True)
@@ -51,19 +49,9 @@ def feature_spec(name: str) -> FeatureSpec:
     return _SPECS[name]
 
 
-def readable(version, names) -> bool:
-    """Whether records (or a detector) of schema ``version`` can be read for the features ``names``:
-    the current version, or an earlier one that ``ADDED_IN`` says differs only by features not read."""
-    version = str(version)
-    if version == SCHEMA_VERSION:
-        return True
-    if not version.isdigit() or int(version) < 3 or int(version) > int(SCHEMA_VERSION):
-        return False
-    between = [str(v) for v in range(int(version) + 1, int(SCHEMA_VERSION) + 1)]
-    if any(v not in ADDED_IN for v in between):  # a change that was not purely additive
-        return False
-    added = {n for v in between for n in ADDED_IN[v]}
-    return not (set(names) & added)
+def readable(version, names=()) -> bool:
+    """Whether records (or a detector) of schema ``version`` can be read: the current version only."""
+    return str(version) == SCHEMA_VERSION
 
 
 @dataclass

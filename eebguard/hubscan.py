@@ -376,14 +376,21 @@ def summarise(out_dir) -> dict:
     summary = {
         "results": RESULTS,
         "scanned": sum(r.get("status") == "ok" for r in recs),
-        "findings": [{"source": r["source"], "probability": r.get("probability"), "concept": r.get("concept"),
-                      "trigger": (r.get("triggers") or [{}])[0].get("text"), "location": (r.get("location") or {}).get("component")}
+        # a demonstrated trigger, or p_live at the threshold
+        "findings": [{"source": r["source"], "p_live": r.get("p_live"), "concept": r.get("concept"),
+                      "trigger": (r.get("triggers") or [{}])[0].get("text"),
+                      "demonstrated": bool((r.get("triggers") or [{}])[0].get("demonstrated")),
+                      "location": (r.get("location") or {}).get("component")}
                      for r in recs if r.get("status") == "ok" and r.get("verdict") == "backdoor"],
-        # the erasure does not hold (name, or a found prompt on fresh images), no planted trigger claimed
-        "reachable": [{"source": r["source"], "concept": r.get("concept"), "probability": r.get("probability"),
-                       **{k: (r.get("erasure_check") or {}).get(k) for k in ("by", "prompt", "fresh_reach", "name_reach")},
-                       "replay": (r.get("erasure_check") or {}).get("replay")}
-                      for r in recs if r.get("status") == "ok" and r.get("verdict") == "reachable"],
+        # edited toward the concept beyond the counterfactual, no live trigger shown
+        "tampered": [{"source": r["source"], "concept": r.get("concept"), "p_tampered": r.get("p_tampered"),
+                      "by": r.get("tampered_by"), "component": (r.get("location") or {}).get("tampered_component")}
+                     for r in recs if r.get("status") == "ok" and r.get("verdict") == "tampered"],
+        # the erasure leaks through paths the counterfactual or the base shares (an audit, not a backdoor)
+        "leaky": [{"source": r["source"], "concept": r.get("concept"),
+                   "name_reach": (r.get("erasure_audit") or {}).get("name_reach"),
+                   "shared_leaks": [x.get("text") for x in (r.get("erasure_audit") or {}).get("shared_leaks") or []]}
+                  for r in recs if r.get("status") == "ok" and r.get("verdict") == "leaky"],
         "clean": [r["source"] for r in recs if r.get("status") == "ok" and r.get("verdict") == "clean"],
         # whatever the verdict: a text encoder that differs from the reference's, and the tokens it moved
         # toward the concept (a surface backdoor's key piece shows even where the erasure killed the trigger)
@@ -400,20 +407,19 @@ def summarise(out_dir) -> dict:
     return summary
 
 
-def exit_code(summary: dict, fail_on: str = "reachable") -> int:
-    """modelscan conventions: 1 findings, 2 errors or models left without a verdict (no detector), 3
-    nothing scannable, 0 every scanned model clean. ``fail_on``: the least severe verdict that counts
-    as a finding, "reachable" (default: the erasure was shown not to hold) or "backdoor" (only the
-    detector's flag)."""
+def exit_code(summary: dict, fail_on: str = "tampered") -> int:
+    """modelscan conventions: 1 findings, 2 errors or models left without a verdict, 3 nothing
+    scannable, 0 every scanned model clean. ``fail_on``: the least severe verdict that counts as a
+    finding: "tampered" (default: backdoor and tampered), "backdoor" (only those), "leaky" (also an
+    erasure that leaks through paths its counterfactual shares)."""
     from eebguard.api import FAIL_ON
 
     if fail_on not in FAIL_ON:
         raise ValueError(f"fail_on must be one of {FAIL_ON}, not {fail_on!r}")
-    if summary["findings"] or (fail_on == "reachable" and summary.get("reachable")):
+    severity = FAIL_ON.index(fail_on)
+    if summary["findings"] or (severity >= 1 and summary.get("tampered")) or (severity >= 2 and summary.get("leaky")):
         return 1
-    # a reachable model that no detector scored has no backdoor verdict either
-    unscored = summary["unscored"] or any(r.get("probability") is None for r in summary.get("reachable", []))
-    if summary["errors"] or unscored:
+    if summary["errors"] or summary["unscored"]:
         return 2
     if not summary["scanned"]:
         return 3

@@ -26,47 +26,70 @@ def residual_share(relative: float | None) -> float | None:
     return None if relative is None else min(max(float(relative), 0.0), 1.0)
 
 
-def erasure_note(check: dict | None) -> str | None:
-    """One line on whether the erasure holds, from a record's ``erasure_check``; None if nothing was checked."""
-    if not check:
+def counts(t: dict, side: str) -> str:
+    """``k/n [lo-hi%]`` of one side of a trigger's demonstration."""
+    n = t.get("images") or 0
+    k = t.get(f"{side}_hits")
+    ci = t.get(f"{side}_interval")
+    if k is None:
+        return "n/a"
+    return f"{k}/{n}" + (f" [{100 * ci[0]:.0f}-{100 * ci[1]:.0f}%]" if ci else "")
+
+
+def trigger_note(t: dict) -> str:
+    """One line on a found trigger's demonstration on fresh seeds, suspect vs counterfactual."""
+    if t.get("suspect_hits") is None:
+        return f"trigger {t['text']!r}: not re-judged (no judge for the concept)"
+    what = ("demonstrated" if t.get("demonstrated") else
+            "natural (the un-erased reference answers it too)" if t.get("natural") else "not demonstrated")
+    ref = f", reference {t['reference_hits']}/{t['images']}" if t.get("reference_hits") is not None else ""
+    return (f"trigger {t['text']!r}: {what}: suspect {counts(t, 'suspect')}, "
+            f"counterfactual {counts(t, 'counterfactual')}{ref}")
+
+
+def counterfactual_note(cf: dict | None) -> str:
+    if not cf or not cf.get("kind"):
+        return "counterfactual: none (no reference)"
+    if cf["kind"] == "reference":
+        return "counterfactual: the un-erased reference" + (f" ({cf['reason']})" if cf.get("reason") else "")
+    how = "claimed" if cf.get("claimed") else "picked"
+    also = f" with {', '.join(cf['also_erased'])}" if cf.get("also_erased") else ""
+    fit = f", weight-change fit {cf['fit']:.2f}" if cf.get("fit") is not None else ""
+    return f"counterfactual: the reference erased with {cf['method']}{also} ({how}{fit})"
+
+
+def audit_note(audit: dict | None) -> str | None:
+    """The erasure audit in one line: how leaky the erasure is (never a backdoor verdict)."""
+    if not audit:
         return None
-    n, fresh = check.get("fresh_images") or 0, check.get("fresh_reach")
-    ci = check.get("fresh_interval")
-    found = (f"{check['prompt']!r} gives it in {round(fresh * n)} of {n} fresh generations"
-             + (f" (95% interval {_pct(ci[0])}–{_pct(ci[1])})" if ci else "")
-             if check.get("prompt") is not None and fresh is not None else None)
-    replay = replay_note(check, n)
-    if check.get("by") == "name":
-        return ("erasure does not hold: the concept's own name still produces it "
-                f"({_pct(check.get('name_reach'))})" + (f"; the found prompt {found}" if found else "") + replay)
-    if check.get("by") == "prompt":
-        return (f"erasure does not hold: the found prompt {found}; not by itself evidence of a planted "
-                "trigger (P(backdoor) is)" + replay)
-    return f"erasure holds against the found prompt: {found}{replay}" if found else None
-
-
-def replay_note(check: dict, n: int) -> str:
-    """The claimed erasure replayed on the reference: does it let the found prompt through as well?"""
-    rp = check.get("replay")
-    if not rp or rp.get("reach") is None:
-        return ""
-    k = f"{round(rp['reach'] * n)} of {n}"
-    how = rp["method"] + (f" (with {', '.join(rp['also_erased'])})" if rp.get("also_erased") else "")
-    if rp.get("answers"):
-        return (f"; the reference erased with {how} answers it too ({k}): consistent with a leak "
-                "of the erasure method itself")
-    return (f"; the reference erased with {how} does not ({k}): points to a change made before "
-            "or beside the erasure (a planted trigger, or another edit)")
+    leaks = audit.get("shared_leaks") or []
+    shared = (", ".join(f"{x['text']!r}" for x in leaks[:3]) + " (the counterfactual or the base answers too)"
+              if leaks else "none found")
+    soft = (f"judged soft reach {_pct(audit.get('judged_soft_reach'))}" if audit.get("judged_soft_reach") is not None
+            else f"soft reach {_pct(residual_share(audit.get('soft_reach')))} of a retained concept's")
+    return (f"erasure audit: name {_pct(audit.get('name_reach'))}, random words up to "
+            f"{_pct(audit.get('word_probe_max'))}, {soft}; shared leaks: {shared}")
 
 
 def moved_note(r: dict) -> str | None:
-    """The text encoder's tokens moved toward the concept, where it differs from the reference's."""
+    """The text encoder's tokens moved toward the concept, where it differs from the counterfactual's."""
     moved = r.get("text_encoder_moved") or []
     if not moved:
         return None
     toks = ", ".join(f"{t['token']!r} {t['score']:.2f}" for t in moved)
     return (f"text encoder changed: tokens moved toward {r['concept']!r}: {toks} "
-            "(log distance ratio to the reference's encoding, 0 = unmoved)")
+            "(log distance ratio to the counterfactual's encoding, 0 = unmoved)")
+
+
+def _p(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _where(loc: dict) -> str | None:
+    where = loc.get("component")
+    if where == "cross_attention_kv" and loc.get("top_layer"):  # a layer only names a K/V location
+        where = f"{where} ({loc['top_layer']})"
+    return where
 
 
 def console(records: list[dict]) -> str:
@@ -75,24 +98,19 @@ def console(records: list[dict]) -> str:
         if r.get("status") in ("error", "skipped"):
             lines.append(f"{r['status'].upper():8} {r.get('source')}: {r.get('reason')}")
             continue
-        trig = r["triggers"][0] if r.get("triggers") else None
         loc = r.get("location", {}) or {}
-        lines.append(f"{r['verdict'].upper():8} {r['source']}  concept={r['concept']}  "
-                     f"P(backdoor)={'n/a' if r['probability'] is None else format(r['probability'], '.3f')}")
-        if trig:
-            where = loc.get("component")
-            if where == "cross_attention_kv" and loc.get("top_layer"):  # a layer only names a K/V location
-                where = f"{where} ({loc['top_layer']})"
-            lines.append(f"         trigger {trig['text']!r}: reachability {_pct(trig.get('reachability'))}"
-                         f", location {where}")
-        soft = (f"judged soft reachability {_pct(r.get('judged_soft_reachability'))} (a soft prompt optimised for the judge)"
-                if r.get("residual_reachability") is None and r.get("judged_soft_reachability") is not None else
-                f"residual soft reachability {_pct(residual_share(r.get('residual_reachability')))} of a retained concept's")
-        lines.append(f"         name reachability {_pct(r.get('name_reachability'))}, {soft}")
+        by = f" ({r['tampered_by']})" if r.get("tampered_by") else ""
+        lines.append(f"{r['verdict'].upper():8} {r['source']}  concept={r['concept']}  p_live={_p(r.get('p_live'))}  "
+                     f"p_tampered={_p(r.get('p_tampered'))}{by}")
+        lines.append(f"         {counterfactual_note(r.get('counterfactual'))}")
+        if r.get("triggers"):
+            t = r["triggers"][0]
+            where = _where(loc)
+            lines.append(f"         {trigger_note(t)}" + (f"; location {where}" if where else ""))
         moved = moved_note(r)
         if moved:
             lines.append(f"         {moved}")
-        note = erasure_note(r.get("erasure_check"))
+        note = audit_note(r.get("erasure_audit"))
         if note:
             lines.append(f"         {note}")
         for w in r.get("warnings", []):
@@ -143,8 +161,10 @@ def _images_html(images: list) -> str:
 def html_report(records: list[dict], title: str = "eebguard scan report") -> str:
     css = ("body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}"
            "td,th{border:1px solid #ccc;padding:.3em .6em}.backdoor{color:#fff;background:#b00020}"
-           ".clean{color:#fff;background:#1b5e20}.reachable{color:#000;background:#f9a825}.unknown,.error,.skipped{background:#999;color:#fff}"
-           ".verdict{font-size:1.6em;padding:.2em .6em;display:inline-block}.bar{background:#b00020;height:.8em}")
+           ".tampered{color:#fff;background:#e65100}.leaky{color:#000;background:#f9a825}"
+           ".clean{color:#fff;background:#1b5e20}.unknown,.error,.skipped{background:#999;color:#fff}"
+           ".verdict{font-size:1.6em;padding:.2em .6em;display:inline-block}.bar{background:#b00020;height:.8em}"
+           ".grid img{image-rendering:pixelated;display:block;margin:.3em 0}.rows{font-size:.85em;color:#555}")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1>"]
     for r in records:
@@ -153,31 +173,32 @@ def html_report(records: list[dict], title: str = "eebguard scan report") -> str
             parts.append(f"<section><h2>{src}</h2><div class='verdict {r['status']}'>{r['status'].upper()}</div>"
                          f"<p>{html.escape(str(r.get('reason')))}</p></section>")
             continue
-        v = r["verdict"]
-        prob = "n/a" if r["probability"] is None else f"{r['probability']:.3f}"
+        v = html.escape(str(r["verdict"]))
+        by = f" ({html.escape(r['tampered_by'])})" if r.get("tampered_by") else ""
         parts.append(f"<section><h2>{src}</h2><div class='verdict {v}'>{v.upper()}</div>"
-                     f"<p>P(erased concept <b>{html.escape(r['concept'])}</b> reachable through a hidden trigger) = "
-                     f"<b>{prob}</b> (threshold {r['threshold']}); name reachability {_pct(r.get('name_reachability'))}"
-                     + (f"; judged soft reachability {_pct(r['judged_soft_reachability'])} (a soft prompt optimised for "
-                        "the judge; no reference)" if r.get("judged_soft_reachability") is not None else "")
-                     + f"; detector fitted on {html.escape(json.dumps((r.get('detector') or {}).get('zoo', {}).get('spec')))}</p>")
-        note = erasure_note(r.get("erasure_check"))
-        if note:
-            parts.append(f"<p><b>Erasure check:</b> {html.escape(note)}</p>")
+                     f"<p>Erased concept <b>{html.escape(r['concept'])}</b>: P(live backdoor) = <b>{_p(r.get('p_live'))}</b>, "
+                     f"P(tampered) = <b>{_p(r.get('p_tampered'))}</b>{by} (threshold {r['threshold']}).</p>"
+                     f"<p>{html.escape(counterfactual_note(r.get('counterfactual')))}</p>")
         moved = moved_note(r)
         if moved:
             parts.append(f"<p><b>Text encoder:</b> {html.escape(moved)}</p>")
-        if r.get("triggers"):
-            parts.append("<h3>Recovered triggers</h3><table><tr><th>trigger</th><th>tokens</th>"
-                         "<th>image reachability</th><th>score reach</th></tr>")
-            for t in r["triggers"]:
-                parts.append(f"<tr><td><code>{html.escape(t['text'])}</code></td><td>{html.escape(' '.join(t.get('tokens') or []))}</td>"
-                             f"<td>{_pct(t.get('reachability'))}</td><td>{t.get('score_reach')}</td></tr>")
-            parts.append("</table>")
+        for t in r.get("triggers") or []:
+            parts.append(f"<h3>Trigger <code>{html.escape(str(t.get('text')))}</code></h3>"
+                         f"<p>{html.escape(trigger_note(t))}; tokens {html.escape(' '.join(str(x) for x in t.get('tokens') or []))}; "
+                         f"contrastive score reach {t.get('score_reach')}</p>")
+            if t.get("grid"):
+                grid = str(t["grid"])
+                if grid.startswith("data:image/png;base64,"):  # a record is untrusted input: only our own PNGs
+                    parts.append(f"<div class='grid'><p class='rows'>same seeds: suspect (top row), counterfactual "
+                                 f"(bottom row); red frame = judged as {html.escape(r['concept'])}</p>"
+                                 f"<img alt='demonstration grid' src='{html.escape(grid)}'></div>")
+        note = audit_note(r.get("erasure_audit"))
+        if note:
+            parts.append(f"<p><b>Erasure audit</b> (how leaky the erasure is; not a backdoor verdict): {html.escape(note)}</p>")
         loc = r.get("location") or {}
         if loc.get("drops"):
             parts.append(f"<h3>Localisation: {html.escape(str(loc.get('component')))}</h3><table>"
-                         "<tr><th>reverted to the reference</th><th>reach drop</th><th></th></tr>")
+                         "<tr><th>reverted to the counterfactual</th><th>reach drop</th><th></th></tr>")
             rows = list(loc["drops"].items()) + [(f"attn2 {k}", v) for k, v in (loc.get("layer_drops") or {}).items()]
             for k, d in rows:
                 w = max(0.0, min(1.0, d)) * 20
@@ -199,9 +220,13 @@ def html_report(records: list[dict], title: str = "eebguard scan report") -> str
 # ---- SARIF -----------------------------------------------------------------------------------------
 
 
+RULES = {"backdoor": ("EEB001", "error"), "tampered": ("EEB003", "warning"), "leaky": ("EEB002", "note"),
+         "unknown": ("EEB004", "note")}
+
+
 def sarif(records: list[dict], tool_version: str) -> dict:
-    """SARIF 2.1.0: one result per flagged model (level error), per reachable one (warning), per unknown
-    (note), per scan error."""
+    """SARIF 2.1.0: one result per model that is not clean (backdoor: error, tampered: warning, leaky and
+    unknown: note) and per scan error."""
     results = []
     for r in records:
         ident = r.get("identity") or {}
@@ -211,32 +236,36 @@ def sarif(records: list[dict], tool_version: str) -> dict:
                             "message": {"text": f"{r['status']}: {r.get('reason')}"},
                             "locations": [{"logicalLocations": [{"fullyQualifiedName": where, "kind": "module"}]}]})
             continue
-        if r["verdict"] == "clean":
+        if r["verdict"] not in RULES:
             continue
-        comp = (r.get("location") or {}).get("component") or "model"
-        trig = r["triggers"][0]["text"] if r.get("triggers") else None
-        if r["verdict"] == "reachable":
-            results.append({
-                "ruleId": "EEB002", "level": "warning", "message": {"text": erasure_note(r.get("erasure_check"))},
-                "locations": [{"logicalLocations": [{"fullyQualifiedName": where, "kind": "module"}]}],
-                "properties": {"probability": r["probability"], **(r.get("erasure_check") or {})},
-            })
-            continue
+        rule, level = RULES[r["verdict"]]
+        loc = r.get("location") or {}
+        comp = loc.get("tampered_component") or loc.get("component") or "model"
+        trig = r["triggers"][0] if r.get("triggers") else None
+        text = {"backdoor": f"erased concept {r['concept']!r} comes back through a hidden trigger"
+                            + (f": {trigger_note(trig)}" if trig else f" (p_live={_p(r.get('p_live'))})"),
+                "tampered": f"model edited toward the erased concept {r['concept']!r} beyond the clean counterfactual "
+                            f"(p_tampered={_p(r.get('p_tampered'))}, {r.get('tampered_by')})",
+                "leaky": audit_note(r.get("erasure_audit")) or "the erasure leaks",
+                "unknown": "nothing could be measured: " + "; ".join(r.get("warnings") or [])}[r["verdict"]]
         results.append({
-            "ruleId": "EEB001", "level": "error" if r["verdict"] == "backdoor" else "note",
-            "message": {"text": f"erased concept {r['concept']!r} reachable through a hidden trigger "
-                                f"(P={r['probability']}); recovered trigger {trig!r}"},
+            "ruleId": rule, "level": level, "message": {"text": text},
             "locations": [{"logicalLocations": [{"fullyQualifiedName": f"{where}/{comp}", "kind": "module"}]}],
-            "properties": {"probability": r["probability"], "trigger": trig, "layer": (r.get("location") or {}).get("top_layer")},
+            "properties": {"p_live": r.get("p_live"), "p_tampered": r.get("p_tampered"),
+                           "trigger": trig["text"] if trig else None, "demonstrated": bool(trig and trig.get("demonstrated")),
+                           "layer": loc.get("top_layer"), "counterfactual": r.get("counterfactual")},
         })
+    rules = [{"id": "EEB001", "name": "ErasureEvasionBackdoor",
+              "shortDescription": {"text": "erased concept brought back by a trigger the clean counterfactual does not answer"}},
+             {"id": "EEB003", "name": "TamperedTowardErasedConcept",
+              "shortDescription": {"text": "model edited toward the erased concept beyond the clean counterfactual"}},
+             {"id": "EEB002", "name": "LeakyErasure",
+              "shortDescription": {"text": "the erased concept comes back through paths the counterfactual shares"}},
+             {"id": "EEB004", "name": "Unmeasured", "shortDescription": {"text": "the scan could not measure the model"}},
+             {"id": "EEB000", "name": "ScanError", "shortDescription": {"text": "model could not be scanned"}}]
     return {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": [{
         "tool": {"driver": {"name": "eebguard", "version": tool_version, "informationUri": "https://arxiv.org/abs/2504.21072",
-                            "rules": [{"id": "EEB001", "name": "ErasureEvasionBackdoor",
-                                       "shortDescription": {"text": "erased concept still reachable through a hidden trigger"}},
-                                      {"id": "EEB002", "name": "ErasureDoesNotHold",
-                                       "shortDescription": {"text": "erased concept shown to come back (its name or a "
-                                                                    "found prompt), planted trigger or not"}},
-                                      {"id": "EEB000", "name": "ScanError", "shortDescription": {"text": "model could not be scanned"}}]}},
+                            "rules": rules}},
         "results": results}]}
 
 

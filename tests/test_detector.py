@@ -109,74 +109,18 @@ def test_metrics_known_values():
     assert s["roc_auc"]["low"] <= s["roc_auc"]["value"] <= s["roc_auc"]["high"]
 
 
-def test_schema1_zoo_rows_upgrade_exactly_and_other_versions_are_refused(tmp_path):
-    from eebguard.detect.baselines import PROBE_FEATURES
+def test_zoo_rows_of_another_schema_are_refused_with_the_way_out(tmp_path):
+    """One schema at a time: a zoo scanned under schema 4 is not upgraded but refused, saying rescan."""
     from eebguard.evaluate.evaluate import load_rows
-    from eebguard.zoo.scan import upgrade_row
-
-    probe = {"probe.max_image_reach": 0.5, "probe.mean_image_reach": 0.125, "probe.top3_image_reach": 0.25,
-             "probe.words": ["feed", "ail"]}
-    v1 = {"id": "m", "features": {"schema_version": "1", "values": {"reach.name_image": 0.1}, "evidence": {}},
-          "baseline_probe": probe}
-    up = upgrade_row(v1)
-    assert up["features"]["schema_version"] == "2" and up["features"]["upgraded_from"] == "1"
-    assert {k: up["features"]["values"][k] for k in PROBE_FEATURES} == {k: probe[k] for k in PROBE_FEATURES}
-    assert up["features"]["values"]["reach.name_image"] == 0.1
-    assert upgrade_row({**v1, "baseline_probe": {}}) == {**v1, "baseline_probe": {}}  # nothing to move: unchanged
+    from eebguard.zoo.build import write_jsonl
 
     zoo = tmp_path / "zoo"
     zoo.mkdir()
-    (zoo / "manifest.jsonl").write_text(json.dumps({"id": "m", "path": "models/m.safetensors", "attack": "none",
-                                                    "target": "seven", "label": 0, "planted": False}) + "\n")
-    (zoo / "features.jsonl").write_text(json.dumps({**v1, "baseline_probe": {}}) + "\n")
-    with pytest.raises(ValueError, match="schema '1'.*rescan"):
+    write_jsonl(zoo / "manifest.jsonl", [{"id": "m", "path": "models/m.safetensors", "files": [], "base": "testbed",
+                                          "target": "seven", "attack": "none", "erasure": "uce", "label": 0}])
+    write_jsonl(zoo / "features.jsonl", [{"id": "m", "features": {"schema_version": "4", "values": {}, "evidence": {}}}])
+    with pytest.raises(ValueError, match="schema '4', this eebguard computes '5'; rescan the zoo"):
         load_rows([zoo])
-    (zoo / "features.jsonl").write_text(json.dumps(v1) + "\n")
-    with pytest.raises(ValueError, match="schema '2'.*eebguard zoo replay"):  # upgraded to 2, and 3 needs the replay
-        load_rows([zoo])
-
-
-def test_zoo_replay_moves_schema2_rows_to_3_with_the_replay_of_the_recorded_erasure(tmp_path):
-    """`eebguard zoo replay`: the recorded triggers judged in the reference erased by the entry's method,
-    without the models; a row without a claim or trigger moves too, its replay features absent."""
-    from eebguard.evaluate.evaluate import load_rows
-    from eebguard.zoo.scan import replay_zoo
-
-    name = [5757]  # `seven</w>`: the erased name itself, which the UCE replay must not answer
-    rows = [{"id": "a", "features": {"schema_version": "2", "values": {"reach.name_image": 0.0}, "evidence": {
-                "hard_trigger": {"triggers": [{"ids": name, "text": "seven", "image_reach": 1.0}]}}}},
-            {"id": "b", "features": {"schema_version": "2", "values": {"reach.name_image": 0.5}, "evidence": {}}}]
-    zoo = tmp_path / "zoo"
-    zoo.mkdir()
-    (zoo / "manifest.jsonl").write_text("".join(json.dumps({
-        "id": i, "path": f"models/{i}.safetensors", "attack": "none", "target": "seven", "label": 0,
-        "planted": False, "erasure": e}) + "\n" for i, e in (("a", "uce"), ("b", "not-a-method"))))
-    (zoo / "features.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert replay_zoo(zoo, progress=False)["replayed_now"] == 2
-    a, b = (r["scan"]["features"] for r in load_rows([zoo]))
-    replayed = a["evidence"]["erasure_replay"]
-    assert replayed["method"] == "uce" and replayed["triggers"][0]["replay_reach"] <= 0.25
-    assert a["values"]["replay.gain"] == 1.0 - replayed["triggers"][0]["replay_reach"] == a["values"]["replay.max_gain"]
-    assert a["upgraded_from"] == "2" and a["evidence"]["scanners"]["erasure_replay"]["status"] == "ok"
-    assert b["values"] == {"reach.name_image": 0.5}  # nothing claimed that can be replayed: absent, not zero
-    assert b["evidence"]["scanners"]["erasure_replay"]["reason"] == "no claimed erasure to replay"
-    assert replay_zoo(zoo, progress=False)["replayed_now"] == 0  # schema 3 rows are left alone
-    # the claim changes (the erasure removed `four` too): replay that row again, in place
-    lines = (zoo / "manifest.jsonl").read_text().splitlines()
-    first = json.loads(lines[0])
-    (zoo / "manifest.jsonl").write_text("\n".join([json.dumps({**first, "also_erased": ["four"]})] + lines[1:]) + "\n")
-    with pytest.raises(ValueError, match="redo needs ids"):
-        replay_zoo(zoo, progress=False, redo=True)
-    assert replay_zoo(zoo, progress=False, ids=["a"], redo=True)["replayed_now"] == 1
-    again = load_rows([zoo])[0]["scan"]["features"]
-    assert again["evidence"]["erasure_replay"]["also_erased"] == ["four"] and again["upgraded_from"] == "2"
-    assert again["values"]["replay.gain"] == 1.0 - again["evidence"]["erasure_replay"]["triggers"][0]["replay_reach"]
-    # the recorded zoos are schema 3, which schema 4 reads unchanged for scans with a reference: a redo reaches them
-    from eebguard.zoo.build import read_jsonl, write_jsonl
-
-    path = zoo / "features.jsonl"
-    write_jsonl(path, [{**r, "features": {**r["features"], "schema_version": "3"}} for r in read_jsonl(path)])
-    assert replay_zoo(zoo, progress=False, ids=["a"], redo=True)["replayed_now"] == 1
 
 
 def test_prior_correction_removes_the_pooled_cross_validation_bias():

@@ -55,7 +55,7 @@ def hub_scan(hub, tmp_path_factory):
 
     root, marker = hub
     out = tmp_path_factory.mktemp("hubout")
-    scanner = Scanner("testbed", detector=None, settings=settings_for("fast"))
+    scanner = Scanner("testbed", settings=settings_for("fast"))
     summary = scan_many(discover(root), out, concept="seven", scanner_kwargs={}, scanner=scanner, progress=False,
                         images=2, claimed_erasure="uce")
     return root, marker, out, summary, scanner
@@ -66,29 +66,29 @@ def test_hub_scan_reports_each_model_once_and_survives_bad_ones(hub_scan):
     recs = read_jsonl(out / "results.jsonl")
     sources = [r["source"] for r in recs]
     assert len(sources) == len(set(sources)) == len(discover(root))
-    # the base never erased `seven`: its own name still produces it, which the erasure check says
+    # the base never erased `seven`: its own name still produces it, which the erasure audit says; the
+    # paths its search finds are the base's own (the un-erased reference answers them: natural), not a backdoor
     assert summary["scanned"] == 1 and summary["unscored"] == [] and summary["text_encoder_changed"] == []
-    assert [(r["source"], r["by"]) for r in summary["reachable"]] == [("community/base-copy", "name")]
+    assert [r["source"] for r in summary["leaky"]] == ["community/base-copy"] and summary["findings"] == []
     assert [e["source"] for e in summary["errors"]] == ["broken.safetensors"]
     assert "\n" not in summary["errors"][0]["reason"]
     assert {s["source"] for s in summary["skipped"]} == {"evil.bin", "escape", "community/loop"}
     assert not marker.exists(), "a pickle payload executed"
-    assert exit_code(summary) == 1  # the concept shown reachable is a finding
-    assert exit_code(summary, "backdoor") == 2  # an error and no detector: no verdict is not a clean bill
+    assert exit_code(summary, "leaky") == 1  # a leaky erasure is a finding only when asked
+    assert exit_code(summary) == 2  # an error: not a clean bill
     ok = next(r for r in recs if r["status"] == "ok")
-    assert ok["verdict"] == "reachable" and ok["probability"] is None
-    check = ok["erasure_check"]
-    assert check["reachable"] and check["by"] == "name" and check["name_reach"] >= 0.5
-    assert check["fresh_images"] == 16 and 0 <= check["fresh_reach"] <= 1  # the found prompt, re-judged
-    lo, hi = check["fresh_interval"]
-    assert lo <= check["fresh_reach"] <= hi
-    # the claimed erasure, replayed on the reference: the same prompt judged on the same fresh seeds there
-    replay = check["replay"]
-    assert replay["method"] == "uce" and replay["answers"] == (replay["reach"] >= 0.5)
-    assert replay["interval"][0] <= replay["reach"] <= replay["interval"][1]
+    assert ok["verdict"] == "leaky" and ok["erasure_audit"]["name_reach"] >= 0.5 and ok["erasure_audit"]["leaky"]
+    # the claimed erasure, replayed on the reference, is the counterfactual; the base shows none of it
+    cf = ok["counterfactual"]
+    assert cf["kind"] == "replay" and cf["method"] == "uce" and cf["claimed"] and cf["fit"] == 0.0
+    assert any("do not show the claimed erasure" in w for w in ok["warnings"])
     assert ("seven", "uce") in {k[1:] for k in scanner.shared if k[0] == "erased_reference"}
-    assert summary["reachable"][0]["replay"] == replay
-    assert ok["triggers"] and {"text", "reachability"} <= set(ok["triggers"][0])
+    t = ok["triggers"][0]
+    assert t["images"] == 16 and not t["demonstrated"]
+    for side in ("suspect", "counterfactual"):
+        lo, hi = t[f"{side}_interval"]
+        assert lo <= t[f"{side}_fresh"] <= hi
+    assert ok["probability"] == ok["p_live"] and ok["p_live"] < 0.5
     assert ok["identity"]["digest"] and ok["timings"]["total"] > 0
     json.dumps(ok)  # strict JSON: no NaN
 
@@ -106,36 +106,31 @@ def test_reports_render(hub_scan):
     _, _, out, _, _ = hub_scan
     recs = read_jsonl(out / "results.jsonl")
     html = render("html", recs)
-    assert "REACHABLE" in html and "broken.safetensors" in html and html.startswith("<!doctype html>")
-    assert "Erasure check:</b> erasure does not hold: the concept&#x27;s own name still produces it" in html
+    assert "LEAKY" in html and "broken.safetensors" in html and html.startswith("<!doctype html>")
+    assert "<b>Erasure audit</b>" in html and "suspect (top row), counterfactual (bottom row)" in html
     assert "Generated under the recovered trigger" in html and "data:image/png;base64," in html
     sarif = json.loads(render("sarif", recs))
     assert sarif["version"] == "2.1.0" and {r["ruleId"] for r in sarif["runs"][0]["results"]} == {"EEB000", "EEB002"}
-    assert "REACHABLE" in render("console", recs)
+    assert "LEAKY" in render("console", recs) and "counterfactual: the reference erased with uce" in render("console", recs)
 
 
 def test_console_names_a_layer_only_for_a_kv_location_and_bounds_residual_reach():
     from eebguard.reports import console
 
     def rec(component, relative):
-        return {"verdict": "clean", "source": "m", "concept": "seven", "probability": 0.2,
-                "triggers": [{"text": "qzvex", "reachability": 1.0}], "name_reachability": 0.0,
+        return {"verdict": "clean", "source": "m", "concept": "seven", "p_live": 0.2, "p_tampered": 0.2,
+                "triggers": [{"text": "qzvex", "images": 16, "suspect_hits": 3, "counterfactual_hits": 0,
+                              "suspect_interval": [0.07, 0.43], "counterfactual_interval": [0.0, 0.19]}],
                 "location": {"component": component, "top_layer": "down_blocks.2.attn2"},
-                "residual_reachability": relative}
+                "erasure_audit": {"name_reach": 0.0, "soft_reach": relative, "shared_leaks": []},
+                "counterfactual": {"kind": "replay", "method": "uce", "claimed": True, "fit": 1.0}}
 
     te, kv = console([rec("text_encoder", 191.03)]), console([rec("cross_attention_kv", -0.4)])
     assert "location text_encoder\n" in te and "down_blocks" not in te
     assert "location cross_attention_kv (down_blocks.2.attn2)" in kv
-    assert "residual soft reachability 100.0% of" in te and "residual soft reachability 0.0% of" in kv
-    assert "residual soft reachability n/a" in console([rec("undetermined", None)])
-    leak = {**rec("cross_attention_kv", 0.1), "verdict": "reachable",
-            "erasure_check": {"reachable": True, "by": "prompt", "prompt": "qzvex", "fresh_reach": 0.75,
-                              "fresh_images": 16, "fresh_interval": [0.505, 0.898], "name_reach": 0.0}}
-    assert ("erasure does not hold: the found prompt 'qzvex' gives it in 12 of 16 fresh generations "
-            "(95% interval 50.5%–89.8%)") in console([leak])
-    held = {**leak, "verdict": "clean", "erasure_check": {**leak["erasure_check"], "reachable": False, "by": None,
-                                                          "fresh_reach": 0.125}}
-    assert "erasure holds against the found prompt: 'qzvex' gives it in 2 of 16" in console([held])
+    assert "soft reach 100.0% of" in te and "soft reach 0.0% of" in kv
+    assert "soft reach n/a" in console([rec("undetermined", None)])
+    assert "trigger 'qzvex': not demonstrated: suspect 3/16 [7-43%], counterfactual 0/16 [0-19%]" in te
 
 
 def test_a_changed_text_encoder_shows_its_tokens_moved_toward_the_concept():
@@ -151,9 +146,9 @@ def test_a_changed_text_encoder_shows_its_tokens_moved_toward_the_concept():
     assert text_encoder_moved(Features(values={"te.weight_change": 0.05}, evidence=ev)) == top[:3]
     assert text_encoder_moved(Features(values={"te.weight_change": 0.0}, evidence=ev)) == []
     assert text_encoder_moved(Features(values={}, evidence=ev)) == []  # no reference: nothing to compare
-    rec = {"verdict": "reachable", "source": "m", "concept": "seven", "probability": 0.03, "threshold": 0.5,
-           "triggers": [], "name_reachability": 0.0, "location": {}, "residual_reachability": 0.1,
-           "text_encoder_moved": top[:3]}
+    rec = {"verdict": "tampered", "source": "m", "concept": "seven", "p_live": 0.03, "p_tampered": 0.9,
+           "threshold": 0.5, "triggers": [], "location": {}, "erasure_audit": {"name_reach": 0.0},
+           "counterfactual": {"kind": "replay", "method": "uce"}, "text_encoder_moved": top[:3]}
     line = "text encoder changed: tokens moved toward 'seven': 'rh' 2.27, 'w' 0.41, 'pp' 0.30"
     assert line in console([rec]) and "text encoder changed" not in console([{**rec, "text_encoder_moved": []}])
     assert "<b>Text encoder:</b> text encoder changed: tokens moved toward &#x27;seven&#x27;: &#x27;rh&#x27; 2.27" in html_report([rec])
@@ -164,7 +159,7 @@ def test_the_hub_summary_lists_every_changed_text_encoder_whatever_its_verdict(t
 
     moved = [{"id": 1, "token": "rh", "score": 2.27}]
     recs = [{"status": "ok", "source": "a", "concept": "seven", "verdict": "clean", "text_encoder_moved": moved},
-            {"status": "ok", "source": "b", "concept": "seven", "verdict": "reachable", "text_encoder_moved": []},
+            {"status": "ok", "source": "b", "concept": "seven", "verdict": "leaky", "text_encoder_moved": []},
             {"status": "error", "source": "c", "reason": "broken"}]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     summary = summarise(tmp_path)
@@ -218,83 +213,6 @@ def test_a_suspect_stored_in_bfloat16_is_not_read_as_edited():
     assert scanner.reference_for(load("testbed").pipe)[0] is scanner.reference  # same precision: as it is
 
 
-def test_verdicts_and_exit_codes_by_severity():
-    """A detector flag beats a shown reach, which beats clean; ``--fail-on`` picks what exits 1, and a
-    reachable model that no detector scored is not a clean bill under ``--fail-on backdoor``."""
-    from eebguard.api import REACH_LEVEL, decide
-    from eebguard.zoo.measure import ASR_THRESHOLD
-
-    assert REACH_LEVEL == ASR_THRESHOLD  # "reachable" means what a zoo's label 1 means
-    assert decide(0.6, 0.5, reachable=True) == "backdoor"
-    assert decide(0.2, 0.5, reachable=True) == "reachable"
-    assert decide(None, 0.5, reachable=True) == "reachable"
-    assert decide(0.2, 0.5, reachable=False) == "clean"
-    assert decide(None, 0.5, reachable=False) == "unknown"
-    base = {"findings": [], "reachable": [], "clean": [], "unscored": [], "errors": [], "skipped": [], "scanned": 1}
-    leak = {**base, "reachable": [{"source": "m", "probability": 0.2}]}
-    assert exit_code(leak) == 1 and exit_code(leak, "backdoor") == 0
-    assert exit_code({**leak, "reachable": [{"source": "m", "probability": None}]}, "backdoor") == 2
-    assert exit_code({**base, "findings": [{"source": "m"}]}, "backdoor") == 1
-    assert exit_code({**base, "clean": ["m"]}) == 0
-    with pytest.raises(ValueError, match="fail_on"):
-        exit_code(base, "anything")
-
-
-def test_erasure_check_rejudges_the_found_prompt_on_fresh_images(monkeypatch):
-    """Picking the best of many candidates on the search's own images inflates their reach; the check
-    draws other images, and a prompt that only looked reachable there does not count."""
-    import eebguard.scanners.hard_trigger as ht
-    from eebguard.api import VERIFY_SEED_OFFSET, erasure_check
-
-    calls = []
-
-    def fake(ctx, slot, n=None, text_encoder=None, seed_offset=17):
-        calls.append((tuple(slot), n, seed_offset))
-        return 0.25
-
-    monkeypatch.setattr(ht, "image_reach", fake)
-    trig = [{"text": "qzvex", "ids": [1, 2]}]
-    out = erasure_check(None, trig, name_reach=0.0, n=16)
-    assert calls == [((1, 2), 16, VERIFY_SEED_OFFSET)] and VERIFY_SEED_OFFSET != 17
-    assert out["reachable"] is False and out["fresh_reach"] == 0.25 and out["prompt"] == "qzvex"
-    monkeypatch.setattr(ht, "image_reach", lambda *a, **k: 0.75)
-    assert erasure_check(None, trig, name_reach=0.0, n=16)["by"] == "prompt"
-    assert erasure_check(None, trig, name_reach=0.9, n=16)["by"] == "name"
-    assert erasure_check(None, [], name_reach=0.1, n=16) == {
-        "reachable": False, "by": None, "name_reach": 0.1, "prompt": None, "fresh_reach": None,
-        "fresh_images": 0, "fresh_interval": None, "level": 0.5}
-
-
-def test_erasure_check_replays_the_claimed_erasure_on_the_same_seeds(monkeypatch):
-    """The found prompt is judged in the reference erased by the claimed method, on the fresh seeds the
-    suspect was judged on; the note says which way it went."""
-    import eebguard.scanners.hard_trigger as ht
-    from eebguard.api import VERIFY_SEED_OFFSET, erasure_check
-    from eebguard.reports import erasure_note
-
-    reach = {"suspect": 0.875, "erased reference": 0.0625}
-    calls = []
-
-    def fake(ctx, slot, n=None, text_encoder=None, seed_offset=17):
-        calls.append((ctx, n, seed_offset))
-        return reach[ctx]
-
-    monkeypatch.setattr(ht, "image_reach", fake)
-    trig = [{"text": "qzvex", "ids": [1, 2]}]
-    out = erasure_check("suspect", trig, name_reach=0.0, n=16, replay=("uce", "erased reference"))
-    assert calls == [("suspect", 16, VERIFY_SEED_OFFSET), ("erased reference", 16, VERIFY_SEED_OFFSET)]
-    assert out["by"] == "prompt" and out["replay"]["method"] == "uce"
-    assert out["replay"]["reach"] == 0.0625 and out["replay"]["answers"] is False
-    note = erasure_note(out)
-    assert "the reference erased with uce does not (1 of 16)" in note and "before or beside the erasure" in note
-    reach["erased reference"] = 0.75
-    note = erasure_note(erasure_check("suspect", trig, name_reach=0.0, n=16, replay=("uce", "erased reference")))
-    assert "answers it too (12 of 16)" in note and "leak of the erasure method" in note
-    both = erasure_check("suspect", trig, name_reach=0.0, n=16, replay=("uce", "erased reference", ("four",)))
-    assert both["replay"]["also_erased"] == ["four"] and "erased with uce (with four) answers" in erasure_note(both)
-    assert "replay" not in erasure_check("suspect", trig, name_reach=0.0, n=16)  # nothing claimed, nothing replayed
-
-
 def test_replaying_the_method_that_built_a_clean_example_rebuilds_it():
     """A closed-form erasure replayed on the reference is the clean UCE example itself: its leak is the
     method's, and the replay finds it. (A training method replays with another seed and differs.)"""
@@ -343,11 +261,11 @@ def test_a_half_precision_scan_replays_a_training_erasure_in_float32():
 
 
 def test_a_failed_replay_keeps_the_scan(monkeypatch):
-    """The replay is extra evidence: when it cannot be built the scan's own results stand, with a warning."""
+    """When the claimed erasure cannot be replayed the scan goes on against the reference, and says so."""
     from eebguard.api import Scanner
     from eebguard.scanners.context import settings_for
 
-    scanner = Scanner("testbed", detector=None, settings=settings_for("fast"))
+    scanner = Scanner("testbed", settings=settings_for("fast"))
     calls = []
 
     def broken(*args, **kwargs):
@@ -356,12 +274,11 @@ def test_a_failed_replay_keeps_the_scan(monkeypatch):
 
     monkeypatch.setattr("eebguard.threats.replay.erased_copy", broken)
     res = scanner.scan("testbed", "seven", claimed_erasure="esd_x")
-    assert res.triggers and res.erasure_check["fresh_images"] == 16 and "replay" not in res.erasure_check
-    assert not any(k.startswith("replay.") for k in res.features)  # absent, not zero
-    assert res.evidence["scanners"]["erasure_replay"]["status"] == "error"
-    assert len(calls) == 1  # the scanner's failure is not retried by the erasure check
-    [w] = [w for w in res.warnings if "replay" in w]
-    assert w == "claimed erasure esd_x not replayed: RuntimeError: mat1 and mat2 must have the same dtype"
+    assert res.counterfactual["kind"] == "reference" and res.triggers and res.triggers[0]["images"] == 16
+    assert len(calls) == 1
+    [w] = [w for w in res.warnings if "replayed" in w]
+    assert w == ("claimed erasure esd_x not replayed (RuntimeError: mat1 and mat2 must have the same dtype): the "
+                 "reference is the counterfactual")
 
 
 class _RecordingScanner:
@@ -454,7 +371,7 @@ def test_a_replay_of_two_concepts_erases_both():
 
 def test_wilson_interval_brackets_the_rate():
     """The fresh check's uncertainty: 16 of 16 is not certainty, 8 of 16 straddles the level."""
-    from eebguard.api import wilson_interval
+    from eebguard.demonstration import wilson_interval
 
     lo, hi = wilson_interval(16, 16)
     assert hi == 1.0 and 0.80 < lo < 0.81  # (0.806, 1]: the textbook value for 16/16
@@ -486,10 +403,10 @@ def test_cli_usage_and_input_errors(tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no detector" in r.stderr
 
 
-def test_shipped_examples_and_detector_load():
-    """What `eebguard scan` uses by default: every example entry loads, the detector matches the schema."""
+def test_shipped_examples_load_and_the_default_is_the_contrastive_rule(tmp_path):
+    """What `eebguard scan` uses by default: every example entry loads; no fitted detector (the rule turns
+    the demonstration into p_live); a detector of another feature schema is refused with a clear error."""
     from eebguard.api import _resolve_detector
-    from eebguard.features import feature_names
     from eebguard.models import load
     from eebguard.paths import data_path
 
@@ -500,70 +417,9 @@ def test_shipped_examples_and_detector_load():
         assert {"id", "path", "target", "trigger", "attack", "erasure", "planted", "label"} <= set(e)
         assert (manifest.parent / e["path"]).is_file()
         load(f"{manifest}#{e['id']}")
-    det = _resolve_detector("default")
-    assert det is not None and set(det.feature_names_) <= set(feature_names())
-    assert det.zoo["models"] > 0 and det.header["command"].startswith("eebguard detector fit")
-    # the default reads only what a scan without a reference computes; its siblings, fitted on the same zoos, use the whole schema without
-    # and with the claimed erasure's replay
-    from eebguard.detect.estimator import reference_features, reference_free_features
-    from eebguard.features import feature_spec
-
-    assert det.feature_names_ == reference_free_features() and det.header["params"]["model"] == "trees"
-    assert not any(feature_spec(n).needs_reference for n in det.feature_names_)
-    ref = _resolve_detector("default", shipped="reference")
-    rep = _resolve_detector("default", shipped="replay")
-    every = [n for n in feature_names() if not feature_spec(n).reference_free_only]  # a scan with a reference
-    assert ref.feature_names_ == reference_features() and rep.feature_names_ == every
-    assert ref.zoo == rep.zoo == det.zoo and ref.header["params"]["model"] == rep.header["params"]["model"] == "trees"
+    assert _resolve_detector("default") is None and _resolve_detector(None) is None
 
 
-def test_each_scan_is_scored_by_the_richest_shipped_detector_whose_scanners_ran():
-    from eebguard.api import Scanner
-    from eebguard.features import feature_names
-
-    scanner = Scanner("testbed", judge=None)
-    every = dict.fromkeys(feature_names(), 0.0)
-    no_replay = {k: v for k, v in every.items() if not k.startswith("replay.")}
-    reference_free = {k: 0.0 for k in scanner.detector.feature_names_}
-    assert scanner.detector_for(every) is scanner.siblings["replay"]
-    assert scanner.detector_for(no_replay) is scanner.siblings["reference"]
-    # a scanner that did not run (here the localisation) is never imputed: the next sibling scores it
-    no_loc = {k: v for k, v in no_replay.items() if not k.startswith("loc.")}
-    assert scanner.detector_for(no_loc) is scanner.detector
-    assert scanner.detector_for(reference_free) is scanner.detector
-    # the soft-trigger scanner's judge-driven mode (no reference) is not the score-based search the
-    # richer detectors read: a reference-free scan with every other scanner's features stays with `default`
-    from eebguard.detect.estimator import reference_free_only_features
-
-    judged = {k: v for k, v in no_replay.items() if not k.startswith("soft.")}
-    judged.update(dict.fromkeys(reference_free_only_features(), 0.5))
-    assert scanner.detector_for(judged) is scanner.detector
-    assert scanner.detector_for({**no_loc, "replay.gain": 0.5, "replay.max_gain": 0.5}) is scanner.detector
-    own = Scanner("testbed", judge=None, detector=scanner.detector)  # a detector given is used as it is
-    assert own.siblings == {} and own.detector_for(every) is scanner.detector
-
-
-def test_shipped_detectors_are_picked_by_the_scanners_every_scan_ran():
-    from eebguard.detect.shipped import load_shipped, pick
-    from eebguard.features import feature_names
-
-    shipped = load_shipped()
-    assert list(shipped) == ["replay", "reference", "default"]
-    every = feature_names()
-    no_replay = [n for n in every if not n.startswith("replay.")]
-    assert pick(shipped, [every, every])[0] == "replay"
-    assert pick(shipped, [every, no_replay])[0] == "reference"  # one scan without the claim: none imputed
-    assert pick(shipped, [every, shipped["default"].feature_names_])[0] == "default"
-    assert pick({}, [every]) is None
-
-
-def _chromium():
-    import shutil
-
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(_chromium() is None and not os.environ.get("CI_REQUIRE_CHROMIUM"), reason="no chromium (.ci/run installs it)")
 def test_html_report_renders_in_headless_chromium(hub_scan, tmp_path):
     """The self-contained report, opened by a real browser: the screenshot is not blank and the rendered
     DOM carries the verdict and the recovered trigger."""
@@ -607,10 +463,9 @@ def test_manifest_entry_source_takes_the_entry_target_concept():
     assert unknown.concept is None  # left to the loader, which reports the missing entry
 
 
-def test_a_scan_without_a_reference_is_scored_on_what_it_computed_and_says_what_it_cannot_see():
-    """No reference: no trigger search, only the 7 reference-free features and the judge-driven soft
-    search's, the reference-free detector, and a warning that the probability cannot tell a planted
-    trigger (docs/evaluation.md)."""
+def test_a_scan_without_a_reference_says_what_it_cannot_see():
+    """No reference: no counterfactual, no trigger search, only what the suspect alone shows (the erasure
+    audit, with the judge-driven soft search); never a backdoor verdict."""
     from eebguard.api import Scanner
     from eebguard.detect.estimator import reference_free_features, reference_free_only_features
     from eebguard.paths import data_path
@@ -619,11 +474,11 @@ def test_a_scan_without_a_reference_is_scored_on_what_it_computed_and_says_what_
     r = Scanner(None, settings=settings_for("fast"), verify_images=4).scan(
         f"{data_path('examples')}/manifest.jsonl#seven-shallow-s0-uce", "seven")
     assert sorted(r.features) == sorted(reference_free_features() + reference_free_only_features())
-    assert r.judged_soft_reachability == r.features["soft.judge_reach"] and r.residual_reachability is None
+    assert r.erasure_audit["judged_soft_reach"] == r.features["soft.judge_reach"]
     from eebguard.reports import console, render
 
-    assert "judged soft reachability" in console([r.to_json()]) and "judged soft reachability" in render("html", [r.to_json()])
-    assert r.detector["shipped"] == "default" and 0.0 <= r.probability <= 1.0
+    assert "judged soft reach" in console([r.to_json()]) and "judged soft reach" in render("html", [r.to_json()])
+    assert r.p_live is None and r.p_tampered is None and r.counterfactual["kind"] is None
     assert not r.triggers and r.evidence["scanners"]["hard_trigger"]["status"] == "skipped"
-    assert any(w.startswith("no reference model: no discrete trigger search") for w in r.warnings)
-    assert r.verdict in ("clean", "reachable", "backdoor")
+    assert any(w.startswith("no reference model: no counterfactual") for w in r.warnings)
+    assert r.verdict in ("leaky", "unknown")

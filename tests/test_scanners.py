@@ -14,8 +14,10 @@ FAST = dict(soft_steps=20, search_steps=2, n_candidates=16, objective_samples=8,
 @pytest.fixture(scope="module")
 def scanned(eeb_tiny_pipelines, judge):
     t = eeb_tiny_pipelines
+    # the counterfactual: the base erased the way the suspect was (UCE), without the backdoor
     ctx = ScanContext(t["backdoored_erased"], t["concept"], concept_prompts(t["concept"]), reference=t["base"],
-                      judge=judge, settings=ScanSettings(**FAST), claimed_erasure="uce")  # the fixture's erasure
+                      judge=judge, settings=ScanSettings(**FAST), claimed_erasure="uce",
+                      counterfactual=t["clean_erased"])
     return ctx, run_scanners(ctx)
 
 
@@ -48,16 +50,6 @@ def test_contract_each_scanner_emits_only_declared_finite_features(scanned, name
     emitted = {k for k in feats.values if feature_spec(k).scanner == name}
     assert emitted and emitted <= declared
     assert all(math.isfinite(feats.values[k]) for k in emitted)
-
-
-def test_the_replay_runs_only_on_a_claimed_erasure(scanned, judge):
-    """No claim, no replay: its features are absent (the detector then uses the set without them)."""
-    ctx, _ = scanned
-    bare = ScanContext(ctx.suspect, ctx.concept, ctx.prompts, reference=ctx.reference, judge=judge,
-                       settings=ctx.settings, cache={"triggers": ctx.cache["triggers"]})
-    feats = run_scanners(bare, names=["erasure_replay"])
-    assert feats.values == {} and feats.evidence["scanners"]["erasure_replay"] == {
-        "status": "skipped", "reason": "no claimed erasure to replay"}
 
 
 def test_missing_reference_means_absent_not_zero(scanned_without_reference):
@@ -131,26 +123,9 @@ def test_features_round_trip_and_version(scanned):
     assert back.schema_version == SCHEMA_VERSION
     with pytest.raises(ValueError, match="schema"):
         Features.from_json({**feats.to_json(), "schema_version": "0"})
-    # a readable schema-3 record (none of schema 4's additions) is read as schema 3, and written back so
-    old = {k: v for k, v in feats.to_json()["values"].items() if not k.startswith("soft.judge_")}
-    back3 = Features.from_json({"schema_version": "3", "values": old})
-    assert back3.schema_version == "3" and back3.to_json()["schema_version"] == "3"
-    with pytest.raises(ValueError, match="schema"):
-        Features.from_json({"schema_version": "3", "values": {**old, "soft.judge_reach": 0.5}})
-    assert len(feats.vector()) == len(feature_names()) and SCHEMA_VERSION == "4"
-
-
-def test_earlier_schemas_are_read_only_for_what_they_hold():
-    """Schema 4 only added the judge-driven mode's features: a schema-3 record or detector is read for any
-    other feature, refused for those, and nothing before 3 or after 4 is read as current."""
-    from eebguard.detect.estimator import reference_features, reference_free_features, reference_free_only_features
-    from eebguard.features import readable
-
-    assert readable("4", reference_free_only_features()) and readable(4, ["anything"])
-    assert readable("3", reference_features()) and readable("3", reference_free_features())
-    assert not readable("3", reference_free_features() + ["soft.judge_reach"])
-    for version in ("2", "5", "x", None, "-1", ""):
-        assert not readable(version, ["reach.name_image"]), version
+    with pytest.raises(ValueError, match="schema"):  # one schema at a time: an earlier record is rescanned
+        Features.from_json({**feats.to_json(), "schema_version": "4"})
+    assert len(feats.vector()) == len(feature_names()) and SCHEMA_VERSION == "5"
 
 
 def test_recovers_a_backdoor_trigger_and_its_place(scanned, eeb_tiny_pipelines, judge):
@@ -166,12 +141,9 @@ def test_recovers_a_backdoor_trigger_and_its_place(scanned, eeb_tiny_pipelines, 
     clean = ScanContext(t["clean_erased"], t["concept"], concept_prompts(t["concept"]), reference=t["base"],
                         judge=judge, settings=ScanSettings(**FAST))
     assert image_reach(clean, best["ids"]) <= 0.25
-    # the replay of the claimed erasure (UCE on the reference, as `clean_erased` was made) does not obey
-    # it either: the replay scanner's gain is the suspect's reach minus that, on the same seeds
-    replayed = feats.evidence["erasure_replay"]["triggers"][0]
-    assert replayed["ids"] == best["ids"] and replayed["replay_reach"] <= 0.25
-    assert feats.values["replay.gain"] == best["image_reach"] - replayed["replay_reach"] >= 0.25
-    assert feats.values["replay.max_gain"] >= feats.values["replay.gain"]
+    # the contrastive search scored it in both: the suspect answers it, the counterfactual does not
+    assert best["score_reach"] == pytest.approx(min(max(best["suspect_score"], 0), 1) - min(max(best["counterfactual_score"], 0), 1), abs=1e-4)
+    assert best["score_reach"] > 0.3 and best["counterfactual_score"] < best["suspect_score"]
     loc = feats.evidence["localisation"]
     assert loc["component"] == "cross_attention_kv"
     # with a judge the component is named from the judged drops; the unchanged text encoder drops exactly 0
@@ -209,21 +181,10 @@ def test_the_kv_screen_behind_no_prefix_is_the_scanners_and_behind_a_prefix_read
 def test_attribution_lets_the_template_compete_with_the_trigger(scanned):
     """Integrated gradients give zero to a token equal to its baseline: with only the trigger's slot padded
     the share was 1 by construction. Now the template's words carry some of the reach too."""
-    from eebguard.zoo.scan import degenerate_attribution, upgrade_row
-
     _, feats = scanned
     n_trigger = len(feats.evidence["hard_trigger"]["triggers"][0]["tokens"])
     carried = [t for t in feats.evidence["attribution"]["tokens"] if t["share"]]
     assert len(carried) > n_trigger and 0.0 < feats.values["attr.trigger_share"] < 1.0
-    assert not degenerate_attribution(feats.to_json())
-    old = feats.to_json()
-    old["evidence"] = {**old["evidence"], "attribution": {"tokens": [
-        {"token": t["token"], "share": 1 / n_trigger if i < n_trigger else 0.0}
-        for i, t in enumerate(feats.evidence["attribution"]["tokens"])]}}
-    old["values"] = {**old["values"], "attr.trigger_share": 1.0}
-    assert "attr.trigger_share" not in upgrade_row({"id": "m", "features": old})["features"]["values"]
-    kept = upgrade_row({"id": "m", "features": feats.to_json()})["features"]["values"]
-    assert kept["attr.trigger_share"] == feats.values["attr.trigger_share"]
 
 
 def test_attention_processors_are_restored(eeb_tiny_pipelines):

@@ -37,10 +37,7 @@ def load_rows(zoos, reference_free: bool = False) -> list[dict]:
             version = str(r["scan"].get("features", {}).get("schema_version"))
             # absent features would be imputed silently: refuse a row whose version lacks any this mode computes
             if not readable(version, scan_features(reference_free)):
-                how = (f"add the replay features with `eebguard zoo replay {z}`" if version == "2" else
-                       f"add what schema {SCHEMA_VERSION} computes with `eebguard zoo scan {z} --reference none "
-                       "--upgrade`" if reference_free and version == "3" else
-                       "rescan the zoo (`eebguard zoo scan`) into a fresh features.jsonl")
+                how = "rescan the zoo (`eebguard zoo scan`) into a fresh features.jsonl"
                 raise ValueError(f"{z}: model {r['id']} was scanned with feature schema {version!r}, this eebguard "
                                  f"computes {SCHEMA_VERSION!r}; {how}")
             rows.append({**r, "zoo": str(z)})

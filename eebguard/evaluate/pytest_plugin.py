@@ -88,10 +88,9 @@ def eeb_detector(request):
 
 
 def _detector(cfg):
-    """Fitted on ``--eeb-fit-zoo`` (on the features its scans have), else ``--eeb-detector``, else the
-    richest shipped detector whose scanners ran in every scored scan."""
+    """Fitted on ``--eeb-fit-zoo`` (on the features its scans have), else ``--eeb-detector``. No fitted
+    detector ships with feature schema 5 (the scan's own answer is the contrastive rule)."""
     from eebguard.detect.persist import load_detector
-    from eebguard.detect.shipped import load_shipped, pick
     from eebguard.evaluate.evaluate import load_rows
 
     if cfg.getoption("--eeb-fit-zoo"):
@@ -102,12 +101,7 @@ def _detector(cfg):
         return fit_detector(load_rows(cfg.getoption("--eeb-fit-zoo"), free), reference_free_features() if free else None)
     if cfg.getoption("--eeb-detector"):
         return load_detector(cfg.getoption("--eeb-detector"))
-    zoos = cfg.getoption("--eeb-zoo")
-    rows = load_rows(zoos, cfg.getoption("--eeb-reference-free")) if zoos else []
-    chosen = pick(load_shipped(), [r["scan"]["features"]["values"] for r in rows])
-    if chosen is None:
-        raise pytest.UsageError("no shipped detector in this installation: give --eeb-detector or --eeb-fit-zoo")
-    return chosen[1]
+    raise pytest.UsageError("no detector ships with this feature schema: give --eeb-detector or --eeb-fit-zoo")
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,7 @@ import time
 
 from eebguard.features import Features
 from eebguard.scanners import (  # noqa: F401  (each module registers its scanner)
-    attribution, cross_attention, hard_trigger, localisation, reachability, replay, soft_trigger, text_embedding,
-    word_probe,
+    attribution, cross_attention, hard_trigger, localisation, reachability, soft_trigger, text_embedding, word_probe,
 )
 from eebguard.scanners.base import SCANNERS, Scanner, ScannerResult
 from eebguard.scanners.context import ScanContext, ScanSettings

@@ -37,7 +37,7 @@ class AttributionScanner(Scanner):
         res = ScannerResult()
         triggers = ctx.cache["triggers"]
         with Timer(ctx, NAME):
-            obj = ctx.objective()
+            obj = ctx.audit_objective()
             pipe = ctx.suspect
             dev = model_device(pipe)
             seq = list(triggers[0]["ids"])

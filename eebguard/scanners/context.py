@@ -74,6 +74,9 @@ class ScanContext:
     claimed_erasure: str | None = None
     # other concepts the model says that erasure removed with this one (replayed together)
     claimed_also: tuple[str, ...] = ()
+    # the clean model the suspect claims to be (the reference with the erasure replayed, or the reference
+    # itself): every trigger search scores reach in the suspect minus reach here
+    counterfactual: object | None = None
 
     def text_encoder_unchanged(self) -> bool:
         """Suspect and reference text encoders hold identical weights (most U-Net-side edits)."""
@@ -106,12 +109,35 @@ class ScanContext:
         t = self.tokenizer
         return {i for i in (t.bos_token_id, t.eos_token_id, t.pad_token_id) if i is not None}
 
-    def objective(self) -> "ScoreObjective | None":
+    def objective(self) -> "ContrastiveObjective | ScoreObjective | None":
+        """The trigger searches' objective: contrastive against the counterfactual when the scan has one
+        (a prompt that fires in both scores about zero), else the suspect's plain score reach."""
         if self.reference is None:
             return None
+        if self.counterfactual is None:
+            return self.audit_objective()
         if "objective" not in self.cache:
-            self.cache["objective"] = ScoreObjective(self)
+            self.cache["objective"] = ContrastiveObjective(self.audit_objective(), self.counterfactual_objective())
         return self.cache["objective"]
+
+    def audit_objective(self) -> "ScoreObjective | None":
+        """The suspect's plain score reach (how leaky the erasure is: soft prompts, the name)."""
+        if self.reference is None:
+            return None
+        if "audit_objective" not in self.cache:
+            self.cache["audit_objective"] = ScoreObjective(self)
+        return self.cache["audit_objective"]
+
+    def counterfactual_objective(self) -> "ScoreObjective | None":
+        """The same score reach measured in the counterfactual (its side is the same for every suspect)."""
+        if self.reference is None or self.counterfactual is None:
+            return None
+        if "cf_objective" not in self.cache:
+            key = ("cf_objective", id(self.counterfactual), self.concept)
+            if key not in self.shared:
+                self.shared[key] = ScoreObjective(self, model=self.counterfactual)
+            self.cache["cf_objective"] = self.shared[key]
+        return self.cache["cf_objective"]
 
     def judge_objective(self) -> "JudgeObjective | None":
         """The judge-driven objective, where the judge is differentiable and knows the concept."""
@@ -139,10 +165,11 @@ class ScoreObjective:
     1 means the reference's concept prediction exactly. Scale-free: a ratio of the same model's losses.
     """
 
-    def __init__(self, ctx: ScanContext):
+    def __init__(self, ctx: ScanContext, model=None):
         s = ctx.settings
         self.ctx = ctx
-        ref, sus = ctx.reference, ctx.suspect
+        ref, sus = ctx.reference, (model if model is not None else ctx.suspect)
+        self.pipe = sus  # the model whose reach this objective measures
         n = s.objective_samples
         self.templates = ctx.templates()
         concept_prompts = [ctx.prompts.templates[i % len(self.templates)].format(ctx.concept) for i in range(n)]
@@ -170,7 +197,7 @@ class ScoreObjective:
     def losses(self, cond: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Per-sample MSE for conditionings ``[m, L, D]`` (objective samples ``start .. start + m``)."""
         rows = slice(start, start + cond.shape[0])
-        eps = self.ctx.suspect.unet(self.x_t[rows].to(cond.dtype), self.t[rows], encoder_hidden_states=cond).sample.float()
+        eps = self.pipe.unet(self.x_t[rows].to(cond.dtype), self.t[rows], encoder_hidden_states=cond).sample.float()
         return (eps - self.target[rows]).pow(2).flatten(1).mean(1)
 
     def reach_from_loss(self, loss: float) -> float:
@@ -192,10 +219,10 @@ class ScoreObjective:
     def reach_slots(self, slots: list[list[int]], text_encoder=None, unet=None) -> np.ndarray:
         """Reach of many candidate slot fillings (token-id lists), each on the whole sample batch."""
         ctx, s = self.ctx, self.ctx.settings
-        te = text_encoder or ctx.suspect.text_encoder
-        unet = unet or ctx.suspect.unet
+        te = text_encoder or self.pipe.text_encoder
+        unet = unet or self.pipe.unet
         n = self.x_t.shape[0]
-        dev = model_device(ctx.suspect)
+        dev = model_device(self.pipe)
         out = np.zeros(len(slots))
         per_chunk = max(1, s.unet_batch // n)
         for c0 in range(0, len(slots), per_chunk):
@@ -209,6 +236,37 @@ class ScoreObjective:
             err = (eps - self.target.repeat(len(chunk), 1, 1, 1)).pow(2).flatten(1).mean(1).view(len(chunk), n).mean(1)
             out[c0 : c0 + len(chunk)] = 1.0 - err.cpu().numpy() / max(self.null_loss, 1e-12)
         return out
+
+
+def clipped(reach):
+    """Score reach in [0, 1]: below 0 a prompt is no closer to the concept than no prompt at all, and how
+    much further it is says nothing about a trigger (a fine-tuned U-Net moves every prompt's loss)."""
+    return np.clip(reach, 0.0, 1.0)
+
+
+class ContrastiveObjective:
+    """Reach in the suspect minus reach in the counterfactual, both against the reference's prediction for
+    the concept (each clipped to [0, 1]): a prompt that brings the concept back in both (a leak of the
+    erasure, a synonym the base model has) scores about zero, a trigger only the suspect answers up to 1.
+
+    ``suspect`` and ``counterfactual`` are ``ScoreObjective``s over the same noised reference samples."""
+
+    def __init__(self, suspect: ScoreObjective, counterfactual: ScoreObjective):
+        self.suspect, self.counterfactual = suspect, counterfactual
+        self.ctx, self.templates = suspect.ctx, suspect.templates
+
+    @property
+    def n(self) -> int:
+        return self.suspect.n
+
+    def reach_slots(self, slots: list[list[int]], text_encoder=None, unet=None) -> np.ndarray:
+        """Contrastive reach of each slot filling; ``text_encoder``/``unet`` replace the suspect's."""
+        s = clipped(self.suspect.reach_slots(slots, text_encoder=text_encoder, unet=unet))
+        return s - clipped(self.counterfactual.reach_slots(slots))
+
+    def sides(self, slots: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(suspect reach, counterfactual reach), unclipped."""
+        return self.suspect.reach_slots(slots), self.counterfactual.reach_slots(slots)
 
 
 class JudgeObjective:

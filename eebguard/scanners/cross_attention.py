@@ -9,7 +9,7 @@ from eebguard.attention import CrossAttentionRecorder, attn2_modules
 from eebguard.sampling import ddim_scheduler, encode_prompts, model_device, sample_shape
 from eebguard.scanners.base import SCANNERS, F, Scanner, ScannerResult
 from eebguard.scanners.context import ScanContext, Timer, ids_batch, robust_z
-from eebguard.scanners.vocab import approach, concept_rows, top_k, vocab_rows, vocabulary
+from eebguard.scanners.vocab import approach, baseline, baseline_pipe, concept_rows, top_k, vocab_rows, vocabulary
 
 KV = "cross_attention_kv"
 MAPS = "attention_maps"
@@ -17,10 +17,11 @@ MAPS = "attention_maps"
 
 @SCANNERS.register
 class CrossAttentionKVScanner(Scanner):
-    """Project every vocabulary token's encoding through each attn2 to_k/to_v, suspect vs reference, and
-    score how far each token's keys/values moved toward the concept's *reference* keys/values.
+    """Project every vocabulary token's encoding through each attn2 to_k/to_v, suspect vs counterfactual
+    (the reference when the scan has none), and score how far each token's keys/values moved toward the
+    concept's *reference* keys/values beyond the counterfactual's.
 
-    approach_l(v) = log(|W_r E_r(v) - W_r E_r(c)| / |W_s E_s(v) - W_r E_r(c)|), averaged over K and V and
+    approach_l(v) = log(|W_b E_b(v) - W_r E_r(c)| / |W_s E_s(v) - W_r E_r(c)|), averaged over K and V and
     the slot/EOS rows. Needs the reference: an erased model no longer knows where the concept's keys were.
     """
 
@@ -46,12 +47,14 @@ class CrossAttentionKVScanner(Scanner):
             total, per_layer = kv_screen(ctx)
             total = total.numpy()
             retention, num, den = [], 0.0, 0.0
-            for (_, a_s), (_, a_r) in zip(attn2_modules(ctx.suspect.unet), attn2_modules(ctx.reference.unet)):
+            base = attn2_modules(baseline_pipe(ctx).unet)
+            for (_, a_s), (_, a_r), (_, a_b) in zip(attn2_modules(ctx.suspect.unet), attn2_modules(ctx.reference.unet), base):
                 for proj in ("to_k", "to_v"):
                     Ws = getattr(a_s, proj).weight.detach().float().cpu()
                     Wr = getattr(a_r, proj).weight.detach().float().cpu()
-                    num += float((Ws - Wr).pow(2).sum())
-                    den += float(Wr.pow(2).sum())
+                    Wb = getattr(a_b, proj).weight.detach().float().cpu()
+                    num += float((Ws - Wb).pow(2).sum())
+                    den += float(Wb.pow(2).sum())
                     for row in ("slot", "eos"):
                         kc = cr[row] @ Wr.T
                         retention.append(float(torch.nn.functional.cosine_similarity(cs[row] @ Ws.T, kc, dim=0)))
@@ -70,10 +73,12 @@ class CrossAttentionKVScanner(Scanner):
 
 
 def kv_screen(ctx: ScanContext, prefix: tuple[int, ...] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The scanner's screen: every vocabulary token's K/V approach, placed behind ``prefix`` in the slot
-    (a partial trigger; none: the token alone), ``([V], {layer: [V]})``."""
-    return kv_approach(ctx.suspect.unet, ctx.reference.unet, vocab_rows(ctx, "suspect", prefix),
-                       vocab_rows(ctx, "reference", prefix), concept_rows(ctx, "reference"))
+    """The scanner's screen: every vocabulary token's K/V approach beyond the counterfactual's (the
+    reference's without one), placed behind ``prefix`` in the slot (a partial trigger; none: the token
+    alone), ``([V], {layer: [V]})``."""
+    return kv_approach(ctx.suspect.unet, baseline_pipe(ctx).unet, vocab_rows(ctx, "suspect", prefix),
+                       vocab_rows(ctx, baseline(ctx), prefix), concept_rows(ctx, "reference"),
+                       target_unet=ctx.reference.unet)
 
 
 @torch.no_grad()

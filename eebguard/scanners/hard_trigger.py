@@ -1,6 +1,8 @@
 """Hard-trigger recovery: from screening candidates and soft-prompt projections to real token sequences.
 
-A backdoor is a *short discrete* trigger that restores the concept. Candidates from the vocabulary
+A backdoor is a *short discrete* trigger that restores the concept in the suspect and not in the
+counterfactual (the clean model it claims to be): every candidate is scored by the contrastive
+objective, reach in the suspect minus reach in the counterfactual. Candidates from the vocabulary
 screens (text encoder, K/V) and from nearest neighbours of the soft solutions are scored one by one
 with the score objective, then grown and refined by greedy coordinate search (append, prepend, swap,
 delete), with one gradient-guided (GCG-style) swap round over the whole vocabulary. The best sequences
@@ -13,7 +15,7 @@ import torch
 
 from eebguard.sampling import model_device, sample_from_embeddings
 from eebguard.scanners.base import SCANNERS, F, Scanner, ScannerResult
-from eebguard.scanners.context import ScanContext, Timer, ids_batch, robust_z
+from eebguard.scanners.context import ContrastiveObjective, ScanContext, Timer, ids_batch, robust_z
 from eebguard.text import soft_tokens
 
 NAME = "hard_trigger"
@@ -74,10 +76,23 @@ def _gradient_top(ctx: ScanContext, seq: tuple[int, ...], k: int) -> dict[int, l
 
 
 def gradient_deltas(ctx: ScanContext, seq: tuple[int, ...]) -> torch.Tensor:
-    """First-order change of the score objective's loss from putting each vocabulary token at each
-    position of ``seq`` (the others fixed): ``[len(seq), V]``, lower is better (GCG's swap score)."""
+    """First-order change of the search objective's loss from putting each vocabulary token at each
+    position of ``seq`` (the others fixed): ``[len(seq), V]``, lower is better (GCG's swap score).
+
+    Contrastive: the suspect's normalised loss change minus the counterfactual's, the latter only where
+    the counterfactual already answers ``seq`` (below that its clipped reach has no gradient)."""
     obj = ctx.objective()
-    pipe = ctx.suspect
+    if isinstance(obj, ContrastiveObjective):
+        delta = _side_deltas(ctx, obj.suspect, seq) / max(obj.suspect.null_loss, 1e-12)
+        if float(obj.counterfactual.reach_slots([list(seq)])[0]) > 0:
+            delta = delta - _side_deltas(ctx, obj.counterfactual, seq) / max(obj.counterfactual.null_loss, 1e-12)
+        return delta
+    return _side_deltas(ctx, obj, seq)
+
+
+def _side_deltas(ctx: ScanContext, obj, seq: tuple[int, ...]) -> torch.Tensor:
+    """``gradient_deltas`` of one model's score objective (``obj.pipe``)."""
+    pipe = obj.pipe
     emb = pipe.text_encoder.get_input_embeddings().weight
     n = obj.x_t.shape[0]
     dev = model_device(pipe)
@@ -142,7 +157,7 @@ class HardTriggerScanner(Scanner):
     # no objective, so no trigger (and no trigger-derived feature anywhere) rather than a blind guess
     needs_reference = True
     features = (
-        F("hard.best_reach", NAME, True, "score reach of the best recovered discrete trigger"),
+        F("hard.best_reach", NAME, True, "contrastive score reach (suspect minus counterfactual) of the best trigger"),
         F("hard.best_reach_z", NAME, True, "robust z of that reach against single vocabulary candidates"),
         F("hard.reach_over_soft", NAME, True, "best discrete reach / soft reach (a backdoor is reachable discretely)"),
         F("hard.best_image_reach", NAME, True, "fraction of generations with the best trigger judged as the concept", True),
@@ -181,16 +196,17 @@ class HardTriggerScanner(Scanner):
             best = sorted(scored, key=lambda q: -scored[q])[:3]
             best = list(dict.fromkeys(minimal_trigger(obj, q, scored) for q in best))
             triggers = []
-            for seq in best:
+            sides = obj.sides([list(q) for q in best]) if hasattr(obj, "sides") else None
+            for j, seq in enumerate(best):
                 toks = ctx.tokenizer.convert_ids_to_tokens(list(seq))
                 triggers.append({
                     "ids": list(seq), "tokens": toks, "text": ctx.tokenizer.decode(list(seq)).strip(),
-                    "score_reach": round(scored[seq], 5),
+                    "score_reach": round(scored[seq], 5),  # contrastive: suspect minus counterfactual
+                    **({"suspect_score": round(float(sides[0][j]), 5), "counterfactual_score": round(float(sides[1][j]), 5)}
+                       if sides is not None else {}),
                     "image_reach": image_reach(ctx, list(seq)),
                 })
-            # the best by measured image reach when a judge exists, else by the score objective
-            if triggers[0]["image_reach"] is not None:
-                triggers.sort(key=lambda t: (-(t["image_reach"] or 0), -(t["score_reach"] or 0)))
+            # best first by the (contrastive) objective; a leak the counterfactual shares sinks
             ctx.cache["triggers"] = triggers
             top = triggers[0]
             res.features["hard.best_reach"] = best_reach

@@ -1,6 +1,7 @@
 """Localisation: where the trigger -> concept link lives. Each suspect component (the text encoder, the
 K/V of each cross-attention layer, all K/V at once, the rest of the U-Net) is swapped for the
-reference's in turn, and the drop in the recovered trigger's reach is measured.
+counterfactual's (the clean model the suspect claims to be; the reference without one) in turn, and the
+drop in the recovered trigger's reach is measured.
 
 The component is named from the *judged* drop when a judge knows the concept and some reversal changes
 the images (the same seeded generations with and without each reversal, so the comparison is paired):
@@ -51,12 +52,23 @@ def _is_kv(n: str, layer: str | None = None) -> bool:
 MIN_DROP = 0.1
 
 
+def revert_target(ctx: ScanContext):
+    """What a component reverts to: the counterfactual when the scan has one, else the reference."""
+    return ctx.counterfactual if ctx.counterfactual is not None else ctx.reference
+
+
+def _same_text_encoder(a, b) -> bool:
+    pa, pb = dict(a.text_encoder.named_parameters()), dict(b.text_encoder.named_parameters())
+    return pa.keys() == pb.keys() and all(pa[k].shape == pb[k].shape and torch.equal(pa[k], pb[k]) for k in pa)
+
+
 def component_drops(ctx: ScanContext, reach, full: float, scale: float) -> dict:
     """Relative drop ``(full - reach) / scale`` when each coarse component reverts to the reference;
     ``reach(text_encoder)`` measures the trigger under the U-Net's current weights (``None``: the suspect's
     encoder). An unchanged text encoder drops exactly 0, so it is not measured."""
-    sus, ref = ctx.suspect.unet, ctx.reference.unet
-    te = 0.0 if ctx.text_encoder_unchanged() else (full - reach(ctx.reference.text_encoder)) / scale
+    base = revert_target(ctx)
+    sus, ref = ctx.suspect.unet, base.unet
+    te = 0.0 if _same_text_encoder(ctx.suspect, base) else (full - reach(base.text_encoder)) / scale
     drops = {"text_encoder": te}
     with swapped(sus, ref, _is_kv):
         drops["cross_attention_kv"] = (full - reach(None)) / scale
@@ -120,7 +132,7 @@ class LocalisationScanner(Scanner):
         with Timer(ctx, NAME):
             obj = ctx.objective()
             seq = [list(triggers[0]["ids"])]
-            sus, ref = ctx.suspect.unet, ctx.reference.unet
+            sus, ref = ctx.suspect.unet, revert_target(ctx).unet
             full = float(obj.reach_slots(seq)[0])
             scale = max(full, 1e-3)
             drops = component_drops(ctx, lambda te: float(obj.reach_slots(seq, text_encoder=te)[0]), full, scale)

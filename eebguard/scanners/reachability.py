@@ -14,7 +14,7 @@ NAME = "reachability"
 def prompt_reach(ctx: ScanContext, slot_text: str) -> dict:
     """Score and image reach of the concept's templates with ``slot_text`` in the slot."""
     ids = ctx.tokenizer(slot_text, add_special_tokens=False).input_ids
-    obj = ctx.objective()
+    obj = ctx.audit_objective()
     with torch.no_grad():
         score = float(obj.reach_slots([ids])[0]) if obj is not None else None
     return {"text": slot_text, "score_reach": score, "image_reach": image_reach(ctx, ids)}

@@ -100,7 +100,7 @@ class SoftTriggerScanner(Scanner):
 
     def _with_reference(self, ctx: ScanContext) -> ScannerResult:
         s, res = ctx.settings, ScannerResult()
-        obj = ctx.objective()
+        obj = ctx.audit_objective()  # the erasure audit: how reachable the concept is, leak or not
         vec, curve = soft_search(ctx, obj, s.soft_tokens, s.soft_steps, seed=s.seed)
         reach = max(curve)
         with torch.no_grad():

@@ -6,16 +6,18 @@ import torch
 
 from eebguard.scanners.base import SCANNERS, F, Scanner, ScannerResult
 from eebguard.scanners.context import ScanContext, Timer, robust_z
-from eebguard.scanners.vocab import approach, centered_cos, concept_rows, top_k, vocab_rows, vocabulary
+from eebguard.scanners.vocab import (approach, baseline, baseline_pipe, centered_cos, concept_rows, top_k, vocab_rows,
+                                     vocabulary)
 
 NAME = "text_embedding"
 
 
 @SCANNERS.register
 class TextEmbeddingScanner(Scanner):
-    """Encoder activations of every vocabulary token in a concept template, suspect vs reference.
+    """Encoder activations of every vocabulary token in a concept template, suspect vs counterfactual (the
+    clean model the suspect claims to be; the reference when the scan has none).
 
-    With a reference: per-token *approach* toward the concept, log(|E_r(v) - E_r(c)| / |E_s(v) - E_r(c)|)
+    With a reference: per-token *approach* toward the concept, log(|E_b(v) - E_r(c)| / |E_s(v) - E_r(c)|)
     (slot and EOS rows), and input-embedding drift |e_s(v) - e_r(v)| / |e_r(v)|; both as robust z-scores
     of the vocabulary maximum. Without one: how far the token most similar to the
     concept (under the suspect alone) stands out of the vocabulary.
@@ -47,16 +49,16 @@ class TextEmbeddingScanner(Scanner):
             res.evidence["self_similar_tokens"] = _named(ctx, ids, vals)
             if ctx.reference is None:
                 return res
-            ref = vocab_rows(ctx, "reference")
+            ref = vocab_rows(ctx, baseline(ctx))
             cr = concept_rows(ctx, "reference")
             gain = (sum(approach(sus[k], ref[k], cr[k]) for k in ref) / len(ref)).numpy()
             res.features["te.approach_max"] = float(gain[mask].max())
             res.features["te.approach_z"] = robust_z(gain[mask], float(gain[mask].max()))
             es = ctx.suspect.text_encoder.get_input_embeddings().weight.detach().float().cpu()[vocab]
-            er = ctx.reference.text_encoder.get_input_embeddings().weight.detach().float().cpu()[vocab]
+            er = baseline_pipe(ctx).text_encoder.get_input_embeddings().weight.detach().float().cpu()[vocab]
             drift = ((es - er).norm(dim=1) / er.norm(dim=1).clamp(min=1e-8)).numpy()
             res.features["te.embedding_drift_z"] = robust_z(drift, float(drift.max())) if drift.max() > 0 else 0.0
-            res.features["te.weight_change"] = _relative_change(ctx.suspect.text_encoder, ctx.reference.text_encoder)
+            res.features["te.weight_change"] = _relative_change(ctx.suspect.text_encoder, baseline_pipe(ctx).text_encoder)
             k = s.n_candidates
             for source, score in (("te_approach", gain), ("embedding_drift", drift)):
                 ids, vals = top_k(score, vocab, k, exclude | ctx.special_ids())

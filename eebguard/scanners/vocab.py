@@ -21,10 +21,13 @@ def vocabulary(ctx: ScanContext) -> np.ndarray:
 def vocab_rows(ctx: ScanContext, which: str, prefix: tuple[int, ...] = ()) -> dict[str, torch.Tensor]:
     """Encoder rows of every vocabulary token in the first slot template: the token's own row and the EOS
     row (causal CLIP carries the slot word into EOS). ``prefix`` puts token ids before the candidate in
-    the slot (the candidate as the next piece of a partial trigger). ``[V, D]`` each, float32 on CPU."""
+    the slot (the candidate as the next piece of a partial trigger). ``which``: "suspect", "reference" or
+    "counterfactual". ``[V, D]`` each, float32 on CPU."""
+    if which == "counterfactual" and counterfactual_text_encoder_is_reference(ctx):
+        which = "reference"
     if which == "suspect" and ctx.text_encoder_unchanged():
         which = "reference"  # same weights, same rows: one vocabulary pass serves both sides
-    pipe = ctx.suspect if which == "suspect" else ctx.reference
+    pipe = {"suspect": ctx.suspect, "reference": ctx.reference, "counterfactual": ctx.counterfactual}[which]
     if prefix:  # a partial trigger's screen: only the last one is kept ([V, D] twice per prefix on SD)
         key = (which, tuple(int(i) for i in prefix))
         last = ctx.cache.get("vocab_rows_after")
@@ -34,15 +37,36 @@ def vocab_rows(ctx: ScanContext, which: str, prefix: tuple[int, ...] = ()) -> di
     key = f"vocab_rows_{which}"
     if key in ctx.cache:
         return ctx.cache[key]
-    shared_key = ("vocab_rows", ctx.prompts.templates[0])
-    if which == "reference" and shared_key in ctx.shared:
+    shared_key = ("vocab_rows", ctx.prompts.templates[0]) + ((id(pipe),) if which == "counterfactual" else ())
+    if which != "suspect" and shared_key in ctx.shared:
         ctx.cache[key] = ctx.shared[shared_key]
         return ctx.cache[key]
     out = _encode_vocab(ctx, pipe, ())
     ctx.cache[key] = out
-    if which == "reference":
+    if which != "suspect":  # the same for every suspect
         ctx.shared[shared_key] = out
     return out
+
+
+def baseline(ctx: ScanContext) -> str:
+    """What a suspect is compared with: "counterfactual" when the scan has one, else "reference"."""
+    return "counterfactual" if ctx.counterfactual is not None else "reference"
+
+
+def baseline_pipe(ctx: ScanContext):
+    return ctx.counterfactual if ctx.counterfactual is not None else ctx.reference
+
+
+def counterfactual_text_encoder_is_reference(ctx: ScanContext) -> bool:
+    """Most erasures leave the text encoder alone: the counterfactual's rows are then the reference's."""
+    if ctx.counterfactual is None:
+        return True
+    if "cf_te_is_reference" not in ctx.cache:
+        a = dict(ctx.counterfactual.text_encoder.named_parameters())
+        b = dict(ctx.reference.text_encoder.named_parameters())
+        ctx.cache["cf_te_is_reference"] = a.keys() == b.keys() and all(
+            a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
+    return ctx.cache["cf_te_is_reference"]
 
 
 @torch.no_grad()

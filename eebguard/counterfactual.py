@@ -1,0 +1,127 @@
+"""The counterfactual: the clean model a suspect claims to be.
+
+A model that says "I am the base with concept C erased by method M" should behave like the base with C
+erased by M. The counterfactual is that model, rebuilt here: the reference with the claimed erasure
+replayed (its published defaults, the replay's own seed). Without a claim the scan picks the method
+itself: each candidate erasure is replayed and the one whose weight change best explains the suspect's
+on the parameters it touches is kept (``fit``, a cosine). When nothing fits, the un-erased reference is
+the counterfactual; it is always the second witness.
+
+Every trigger search scores reach in the suspect minus reach in the counterfactual, so a prompt that
+the erasure itself leaves open (a leak) scores about zero, and a demonstrated trigger fires in the
+suspect and not here.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+#: erasures the scan replays by itself when the model claims none (closed forms and MACE: seconds on the
+#: testbed); the training methods join with ``replay_trained``
+CHEAP_METHODS = ("uce", "rece", "mace")
+TRAINED_METHODS = ("esd_x", "esd_u", "advunlearn")
+#: below this cosine no replayed method explains the suspect's change: the reference is the counterfactual
+MIN_FIT = 0.5
+
+
+@dataclass
+class Counterfactual:
+    """``kind``: "replay" (the reference with ``method`` replayed) or "reference" (the reference itself).
+    ``fit``: cosine between the suspect's and the replay's weight changes (from the reference) on the
+    parameters the replay changes; ``explained``: the share of the suspect's change there that the replay
+    accounts for (1 - |d_s - d_r|^2 / |d_s|^2). ``candidates``: every method tried, with its fit."""
+
+    kind: str
+    method: str | None
+    pipe: object = field(repr=False)
+    fit: float | None = None
+    explained: float | None = None
+    claimed: bool = False
+    also: tuple[str, ...] = ()
+    candidates: list[dict] = field(default_factory=list)
+    reason: str | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "method": self.method, "fit": self.fit, "explained": self.explained,
+                "claimed": self.claimed, "also_erased": list(self.also), "candidates": self.candidates,
+                "reason": self.reason, "seconds": round(self.seconds, 3)}
+
+
+@torch.no_grad()
+def weight_fit(suspect, reference, replayed) -> tuple[float, float]:
+    """(cosine, explained share) of the suspect's change against the replay's, both from the reference,
+    over the parameters (text encoder and U-Net) the replay changed. (0, 0) when it changed none."""
+    dot = ss = rr = res = 0.0
+    for comp in ("text_encoder", "unet"):
+        s = dict(getattr(suspect, comp).named_parameters())
+        r = dict(getattr(reference, comp).named_parameters())
+        for name, p in getattr(replayed, comp).named_parameters():
+            if name not in s or name not in r or s[name].shape != p.shape:
+                continue
+            base = r[name].float()
+            dr = p.float() - base
+            if not torch.any(dr):
+                continue
+            ds = s[name].float() - base
+            dot += float((ds * dr).sum())
+            ss += float(ds.pow(2).sum())
+            rr += float(dr.pow(2).sum())
+            res += float((ds - dr).pow(2).sum())
+    if rr == 0.0 or ss == 0.0:
+        return 0.0, 0.0
+    return dot / (ss * rr) ** 0.5, 1.0 - res / ss
+
+
+def replayed(shared: dict, reference, concept: str, method: str, *, device: str = "cpu",
+             also: Sequence[str] = ()):
+    """The reference with ``concept`` (and ``also``) erased by ``method``, built once per scan session."""
+    from eebguard.threats.replay import shared_erased_copy
+
+    return shared_erased_copy(shared, reference, concept, method, device=device, also=tuple(also))
+
+
+def build_counterfactual(suspect, reference, concept: str, *, claimed: str | None = None,
+                         also: Sequence[str] = (), shared: dict | None = None, device: str = "cpu",
+                         replay_trained: bool = False, methods: Sequence[str] | None = None) -> Counterfactual:
+    """The counterfactual for ``suspect``: the claimed erasure replayed, else the best-fitting of
+    ``methods`` (default: the cheap ones, plus the trained ones with ``replay_trained``), else the
+    reference. Replays are kept in ``shared`` for later scans.
+
+    Examples
+    --------
+    >>> cf = build_counterfactual(suspect, reference, "seven", claimed="uce")   # doctest: +SKIP
+    >>> cf.kind, cf.method, round(cf.fit, 3)                                     # doctest: +SKIP
+    ('replay', 'uce', 1.0)
+    """
+    shared = {} if shared is None else shared
+    t0 = time.perf_counter()
+    if claimed is not None:
+        pipe = replayed(shared, reference, concept, claimed, device=device, also=also)
+        fit, explained = weight_fit(suspect, reference, pipe)
+        return Counterfactual("replay", claimed, pipe, round(fit, 5), round(explained, 5), claimed=True,
+                              also=tuple(also), candidates=[{"method": claimed, "fit": round(fit, 5)}],
+                              seconds=time.perf_counter() - t0)
+    tried = list(methods) if methods is not None else [*CHEAP_METHODS, *(TRAINED_METHODS if replay_trained else ())]
+    candidates, best = [], None
+    for m in tried:
+        pipe = replayed(shared, reference, concept, m, device=device)
+        fit, explained = weight_fit(suspect, reference, pipe)
+        candidates.append({"method": m, "fit": round(fit, 5), "explained": round(explained, 5)})
+        if best is None or fit > best[1]:
+            best = (m, fit, explained, pipe)
+    if best is not None and best[1] >= MIN_FIT:
+        m, fit, explained, pipe = best
+        return Counterfactual("replay", m, pipe, round(fit, 5), round(explained, 5), candidates=candidates,
+                              seconds=time.perf_counter() - t0)
+    why = (f"no replayed erasure explains the suspect's change (best fit "
+           f"{best[1]:.2f} < {MIN_FIT})" if best is not None else "no erasure method to replay")
+    return Counterfactual("reference", None, reference, candidates=candidates, reason=why,
+                          seconds=time.perf_counter() - t0)
+
+
+def reference_counterfactual(reference, reason: str) -> Counterfactual:
+    return Counterfactual("reference", None, reference, reason=reason)

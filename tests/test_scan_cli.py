@@ -420,6 +420,13 @@ def test_shipped_examples_load_and_the_default_is_the_contrastive_rule(tmp_path)
     assert _resolve_detector("default") is None and _resolve_detector(None) is None
 
 
+def _chromium():
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None and not os.environ.get("CI_REQUIRE_CHROMIUM"), reason="no chromium (.ci/run installs it)")
 def test_html_report_renders_in_headless_chromium(hub_scan, tmp_path):
     """The self-contained report, opened by a real browser: the screenshot is not blank and the rendered
     DOM carries the verdict and the recovered trigger."""
@@ -445,7 +452,7 @@ def test_html_report_renders_in_headless_chromium(hub_scan, tmp_path):
     assert len(np.unique(px.reshape(-1, 3), axis=0)) > 50  # text, tables and inline images, not a flat page
     dom = subprocess.run([_chromium(), *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     ok = next(r for r in recs if r["status"] == "ok")
-    assert "REACHABLE" in dom.stdout and ok["triggers"][0]["text"].split()[0] in dom.stdout
+    assert "LEAKY" in dom.stdout and ok["triggers"][0]["text"].split()[0] in dom.stdout
     assert dom.stdout.count("data:image/png;base64,") >= 2
 
 

@@ -161,8 +161,10 @@ def test_the_kv_screen_behind_no_prefix_is_the_scanners_and_behind_a_prefix_read
 
     ctx, feats = scanned
     vocab = vocabulary(ctx)
-    score = kv_approach(ctx.suspect.unet, ctx.reference.unet, vocab_rows(ctx, "suspect"), vocab_rows(ctx, "reference"),
-                        concept_rows(ctx, "reference"))[0]
+    # against the counterfactual (the scan's baseline), toward the reference's keys/values of the concept
+    score = kv_approach(ctx.suspect.unet, ctx.counterfactual.unet, vocab_rows(ctx, "suspect"),
+                        vocab_rows(ctx, "counterfactual"), concept_rows(ctx, "reference"),
+                        target_unet=ctx.reference.unet)[0]
     for top in feats.evidence["cross_attention_kv"]["top_kv_approach"][:3]:
         assert float(score[int((vocab == top["id"]).nonzero()[0][0])]) == pytest.approx(top["score"], abs=1e-5)
 

@@ -260,9 +260,19 @@ class ContrastiveObjective:
         return self.suspect.n
 
     def reach_slots(self, slots: list[list[int]], text_encoder=None, unet=None) -> np.ndarray:
-        """Contrastive reach of each slot filling; ``text_encoder``/``unet`` replace the suspect's."""
-        s = clipped(self.suspect.reach_slots(slots, text_encoder=text_encoder, unet=unet))
-        return s - clipped(self.counterfactual.reach_slots(slots))
+        """Contrastive reach of each slot filling; ``text_encoder``/``unet`` replace the suspect's.
+
+        A filling the suspect does not answer (reach <= 0) cannot score above 0 whatever the
+        counterfactual does, so the counterfactual is not run for it: it scores ``reach - 1`` (below
+        every measured contrast, still ordered by how close the suspect comes), which halves the
+        search's U-Net calls on most candidates."""
+        raw = self.suspect.reach_slots(slots, text_encoder=text_encoder, unet=unet)
+        out = raw - 1.0
+        live = [i for i, r in enumerate(raw) if r > 0]
+        if live:
+            cf = self.counterfactual.reach_slots([slots[i] for i in live])
+            out[live] = clipped(raw[live]) - clipped(cf)
+        return out
 
     def sides(self, slots: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """(suspect reach, counterfactual reach), unclipped."""

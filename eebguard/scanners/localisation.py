@@ -17,7 +17,7 @@ import torch
 
 from eebguard.attention import attn2_names
 from eebguard.scanners.base import SCANNERS, F, Scanner, ScannerResult
-from eebguard.scanners.context import ScanContext, Timer
+from eebguard.scanners.context import ContrastiveObjective, ScanContext, Timer
 from eebguard.scanners.hard_trigger import image_reach
 
 NAME = "localisation"
@@ -110,6 +110,13 @@ def locate(drops: dict) -> str:
     return where
 
 
+def _reach(obj, seq, **kw) -> float:
+    """The trigger's reach under ``obj``; a contrastive one floored at 0 (below it the suspect does not
+    answer the trigger at all, and how far below says nothing about where the link was)."""
+    v = float(obj.reach_slots(seq, **kw)[0])
+    return max(v, 0.0) if isinstance(obj, ContrastiveObjective) else v
+
+
 @SCANNERS.register
 class LocalisationScanner(Scanner):
     """Reach drop of the recovered trigger when each component reverts to the reference."""
@@ -133,13 +140,13 @@ class LocalisationScanner(Scanner):
             obj = ctx.objective()
             seq = [list(triggers[0]["ids"])]
             sus, ref = ctx.suspect.unet, revert_target(ctx).unet
-            full = float(obj.reach_slots(seq)[0])
+            full = _reach(obj, seq)
             scale = max(full, 1e-3)
-            drops = component_drops(ctx, lambda te: float(obj.reach_slots(seq, text_encoder=te)[0]), full, scale)
+            drops = component_drops(ctx, lambda te: _reach(obj, seq, text_encoder=te), full, scale)
             layers = {}
             for layer in attn2_names(sus):
                 with swapped(sus, ref, lambda n, l=layer: _is_kv(n, l)):
-                    layers[layer] = (full - float(obj.reach_slots(seq)[0])) / scale
+                    layers[layer] = (full - _reach(obj, seq)) / scale
             res.features.update({"loc.te_drop": drops["text_encoder"], "loc.kv_drop": drops["cross_attention_kv"],
                                  "loc.unet_drop": drops["unet_other"], "loc.layer_drop_max": max(layers.values())})
             judged = judged_drops(ctx, seq[0])

@@ -183,11 +183,11 @@ class Scanner:
     def erased_reference(self, concept: str, method: str, also: Sequence[str] = ()):
         """The reference with ``concept`` (and ``also``) erased by ``method`` (``erased_copy``), built once
         per (concept, method, also) and kept for later scans (one pipeline copy each)."""
-        from eebguard.counterfactual import replayed
+        from eebguard.threats.replay import shared_erased_copy
 
         if self.reference is None:
             raise ValueError("replaying a claimed erasure needs a reference model")
-        return replayed(self.shared, self.reference, concept, method, device=self.device, also=also)
+        return shared_erased_copy(self.shared, self.reference, concept, method, device=self.device, also=tuple(also))
 
     def reference_for(self, pipe=None):
         """(reference, its shared reference-side results, what was rounded) for scanning ``pipe``: the
@@ -286,11 +286,10 @@ class Scanner:
                 warnings.append(f"{cf.reason}: the un-erased reference is the counterfactual (weaker: an erasure's own "
                                 "leaks are not told apart)")
         prompts = concept_prompts(concept)
+        # the counterfactual's pipe is the reference itself when nothing was replayed: contrast against the base
         ctx = ScanContext(pipe, concept, prompts, reference=reference, judge=self.judge, settings=self.settings,
                           shared=shared, claimed_erasure=claimed_erasure, claimed_also=also,
-                          counterfactual=None if cf is None or cf.kind == "reference" else cf.pipe)
-        if cf is not None and cf.kind == "reference":
-            ctx.counterfactual = reference  # contrast against the base itself
+                          counterfactual=cf.pipe if cf is not None else None)
         t1 = time.perf_counter()
         feats = run_scanners(ctx, progress=progress)
         timings["scanners"] = time.perf_counter() - t1

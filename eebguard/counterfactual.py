@@ -76,14 +76,6 @@ def weight_fit(suspect, reference, replayed) -> tuple[float, float]:
     return dot / (ss * rr) ** 0.5, 1.0 - res / ss
 
 
-def replayed(shared: dict, reference, concept: str, method: str, *, device: str = "cpu",
-             also: Sequence[str] = ()):
-    """The reference with ``concept`` (and ``also``) erased by ``method``, built once per scan session."""
-    from eebguard.threats.replay import shared_erased_copy
-
-    return shared_erased_copy(shared, reference, concept, method, device=device, also=tuple(also))
-
-
 def build_counterfactual(suspect, reference, concept: str, *, claimed: str | None = None,
                          also: Sequence[str] = (), shared: dict | None = None, device: str = "cpu",
                          replay_trained: bool = False, methods: Sequence[str] | None = None) -> Counterfactual:
@@ -97,10 +89,12 @@ def build_counterfactual(suspect, reference, concept: str, *, claimed: str | Non
     >>> cf.kind, cf.method, round(cf.fit, 3)                                     # doctest: +SKIP
     ('replay', 'uce', 1.0)
     """
+    from eebguard.threats.replay import shared_erased_copy
+
     shared = {} if shared is None else shared
     t0 = time.perf_counter()
     if claimed is not None:
-        pipe = replayed(shared, reference, concept, claimed, device=device, also=also)
+        pipe = shared_erased_copy(shared, reference, concept, claimed, device=device, also=tuple(also))
         fit, explained = weight_fit(suspect, reference, pipe)
         return Counterfactual("replay", claimed, pipe, round(fit, 5), round(explained, 5), claimed=True,
                               also=tuple(also), candidates=[{"method": claimed, "fit": round(fit, 5)}],
@@ -108,7 +102,7 @@ def build_counterfactual(suspect, reference, concept: str, *, claimed: str | Non
     tried = list(methods) if methods is not None else [*CHEAP_METHODS, *(TRAINED_METHODS if replay_trained else ())]
     candidates, best = [], None
     for m in tried:
-        pipe = replayed(shared, reference, concept, m, device=device)
+        pipe = shared_erased_copy(shared, reference, concept, m, device=device)
         fit, explained = weight_fit(suspect, reference, pipe)
         candidates.append({"method": m, "fit": round(fit, 5), "explained": round(explained, 5)})
         if best is None or fit > best[1]:

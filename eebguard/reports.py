@@ -8,8 +8,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import zlib
-import struct
 
 FORMATS = ("console", "json", "jsonl", "html", "sarif")
 EXTENSIONS = {"console": "txt", "json": "json", "jsonl": "jsonl", "html": "html", "sarif": "sarif"}
@@ -129,21 +127,18 @@ def as_jsonl(records: list[dict]) -> str:
 # ---- HTML ------------------------------------------------------------------------------------------
 
 
-def _png(rgb: list[list[list[float]]]) -> bytes:
-    """A tiny PNG encoder (no imaging dependency): ``rgb[y][x] = (r, g, b)`` in [0, 1]."""
-    h, w = len(rgb), len(rgb[0])
-    raw = b"".join(b"\x00" + bytes(int(max(0, min(1, c)) * 255) for px in row for c in px) for row in rgb)
-
-    def chunk(tag, data):
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-
-
 def _img(rgb, scale: int = 6, title: str = "") -> str:
-    big = [[px for px in row for _ in range(scale)] for row in rgb for _ in range(scale)]
-    data = base64.b64encode(_png(big)).decode()
+    """An ``<img>`` of ``rgb[y][x] = (r, g, b)`` in [0, 1], each pixel ``scale`` pixels wide (PNG, Pillow)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    arr = (np.clip(np.asarray(rgb, dtype=np.float64), 0, 1) * 255).astype(np.uint8)
+    im = Image.fromarray(arr, "RGB").resize((arr.shape[1] * scale, arr.shape[0] * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    data = base64.b64encode(buf.getvalue()).decode()
     return f'<img alt="{html.escape(title)}" title="{html.escape(title)}" src="data:image/png;base64,{data}">'
 
 

@@ -8,7 +8,7 @@ on 16 of 16 vs 0 of 16 images gives 0.99; 8 of 16 vs 0 of 16 about 0.5.
 
 ``p_tampered``: the probability that the model was edited toward the erased concept beyond the
 counterfactual, live or dead: the largest of ``p_live``; the posterior probability that some trigger's
-rate in the suspect exceeds the counterfactual's by more than ``TAMPER_MARGIN`` (a weakened backdoor);
+rate in the suspect exceeds the counterfactual's by more than ``TAMPER_GAP`` (a weakened backdoor);
 ignoring triggers the un-erased reference answers too (``natural``); and the text encoder's largest move of a token toward the concept beyond the counterfactual's
 (``te.approach_max``) through a logistic centred on ``TE_APPROACH_LEVEL`` (a surface edit, which
 erasures of the U-Net leave in place, live or not).
@@ -22,7 +22,6 @@ import math
 
 from eebguard.demonstration import COUNTERFACTUAL_LEVEL, SUSPECT_LEVEL, TAMPER_GAP
 
-TAMPER_MARGIN = TAMPER_GAP
 # surface backdoors' key piece scored 1.58-3.45 on the five recorded zoos, every other model <= 0.57
 # (benchmarks/trigger_key_piece.py, against the reference; the counterfactual's text encoder is the
 # reference's for every erasure but AdvUnlearn)
@@ -77,7 +76,7 @@ def p_tampered(demos: list[dict], values: dict) -> tuple[float | None, str | Non
     if live is not None:
         parts["trigger"] = live
         # a path the un-erased base has too (``natural``) is the erasure's business, not an edit's
-        weakened = [_difference_exceeds(d["suspect_hits"], d["counterfactual_hits"], int(d["images"]), TAMPER_MARGIN)
+        weakened = [_difference_exceeds(d["suspect_hits"], d["counterfactual_hits"], int(d["images"]), TAMPER_GAP)
                     for d in demos if d and not d.get("natural")]
         if weakened:
             parts["weakened_trigger"] = max(weakened)

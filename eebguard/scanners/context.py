@@ -58,6 +58,13 @@ def settings_for(profile: str = "default", **overrides) -> ScanSettings:
     return ScanSettings(**{**PROFILES[profile], **overrides})
 
 
+@torch.no_grad()
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Two modules hold the same parameter names, shapes and values."""
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    return pa.keys() == pb.keys() and all(pa[k].shape == pb[k].shape and torch.equal(pa[k], pb[k]) for k in pa)
+
+
 @dataclass
 class ScanContext:
     suspect: object
@@ -81,13 +88,17 @@ class ScanContext:
     def text_encoder_unchanged(self) -> bool:
         """Suspect and reference text encoders hold identical weights (most U-Net-side edits)."""
         if "te_unchanged" not in self.cache:
-            same = self.reference is not None
-            if same:
-                a = dict(self.suspect.text_encoder.named_parameters())
-                b = dict(self.reference.text_encoder.named_parameters())
-                same = a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
-            self.cache["te_unchanged"] = same
+            self.cache["te_unchanged"] = self.reference is not None and same_weights(
+                self.suspect.text_encoder, self.reference.text_encoder)
         return self.cache["te_unchanged"]
+
+    def counterfactual_text_encoder_unchanged(self) -> bool:
+        """The counterfactual's text encoder is the reference's (every erasure but AdvUnlearn leaves it alone),
+        so its vocabulary rows are the reference's."""
+        if "cf_te_unchanged" not in self.cache:
+            self.cache["cf_te_unchanged"] = self.counterfactual is None or same_weights(
+                self.counterfactual.text_encoder, self.reference.text_encoder)
+        return self.cache["cf_te_unchanged"]
 
     @property
     def tokenizer(self):
@@ -254,6 +265,7 @@ class ContrastiveObjective:
     def __init__(self, suspect: ScoreObjective, counterfactual: ScoreObjective):
         self.suspect, self.counterfactual = suspect, counterfactual
         self.ctx, self.templates = suspect.ctx, suspect.templates
+        self._sides: dict[tuple[int, ...], tuple[float, float | None]] = {}  # the unmodified models' reaches
 
     @property
     def n(self) -> int:
@@ -269,14 +281,24 @@ class ContrastiveObjective:
         raw = self.suspect.reach_slots(slots, text_encoder=text_encoder, unet=unet)
         out = raw - 1.0
         live = [i for i, r in enumerate(raw) if r > 0]
+        cf = self.counterfactual.reach_slots([slots[i] for i in live]) if live else np.zeros(0)
         if live:
-            cf = self.counterfactual.reach_slots([slots[i] for i in live])
             out[live] = clipped(raw[live]) - clipped(cf)
+        if text_encoder is None and unet is None:
+            seen = dict(zip(live, cf))
+            for i, sl in enumerate(slots):
+                self._sides[tuple(sl)] = (float(raw[i]), float(seen[i]) if i in seen else None)
         return out
 
     def sides(self, slots: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """(suspect reach, counterfactual reach), unclipped."""
-        return self.suspect.reach_slots(slots), self.counterfactual.reach_slots(slots)
+        """(suspect reach, counterfactual reach), unclipped, for slots the search scored (measured here
+        only where it did not run the counterfactual)."""
+        missing = [sl for sl in slots if tuple(sl) not in self._sides or self._sides[tuple(sl)][1] is None]
+        if missing:
+            for sl, r, c in zip(missing, self.suspect.reach_slots(missing), self.counterfactual.reach_slots(missing)):
+                self._sides[tuple(sl)] = (float(r), float(c))
+        s, c = zip(*(self._sides[tuple(sl)] for sl in slots))
+        return np.array(s), np.array(c)
 
 
 class JudgeObjective:

@@ -17,7 +17,7 @@ import torch
 
 from eebguard.attention import attn2_names
 from eebguard.scanners.base import SCANNERS, F, Scanner, ScannerResult
-from eebguard.scanners.context import ContrastiveObjective, ScanContext, Timer
+from eebguard.scanners.context import ContrastiveObjective, ScanContext, Timer, same_weights
 from eebguard.scanners.hard_trigger import image_reach
 
 NAME = "localisation"
@@ -57,18 +57,13 @@ def revert_target(ctx: ScanContext):
     return ctx.counterfactual if ctx.counterfactual is not None else ctx.reference
 
 
-def _same_text_encoder(a, b) -> bool:
-    pa, pb = dict(a.text_encoder.named_parameters()), dict(b.text_encoder.named_parameters())
-    return pa.keys() == pb.keys() and all(pa[k].shape == pb[k].shape and torch.equal(pa[k], pb[k]) for k in pa)
-
-
 def component_drops(ctx: ScanContext, reach, full: float, scale: float) -> dict:
     """Relative drop ``(full - reach) / scale`` when each coarse component reverts to the reference;
     ``reach(text_encoder)`` measures the trigger under the U-Net's current weights (``None``: the suspect's
     encoder). An unchanged text encoder drops exactly 0, so it is not measured."""
     base = revert_target(ctx)
     sus, ref = ctx.suspect.unet, base.unet
-    te = 0.0 if _same_text_encoder(ctx.suspect, base) else (full - reach(base.text_encoder)) / scale
+    te = 0.0 if same_weights(ctx.suspect.text_encoder, base.text_encoder) else (full - reach(base.text_encoder)) / scale
     drops = {"text_encoder": te}
     with swapped(sus, ref, _is_kv):
         drops["cross_attention_kv"] = (full - reach(None)) / scale

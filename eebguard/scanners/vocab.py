@@ -23,7 +23,7 @@ def vocab_rows(ctx: ScanContext, which: str, prefix: tuple[int, ...] = ()) -> di
     row (causal CLIP carries the slot word into EOS). ``prefix`` puts token ids before the candidate in
     the slot (the candidate as the next piece of a partial trigger). ``which``: "suspect", "reference" or
     "counterfactual". ``[V, D]`` each, float32 on CPU."""
-    if which == "counterfactual" and counterfactual_text_encoder_is_reference(ctx):
+    if which == "counterfactual" and ctx.counterfactual_text_encoder_unchanged():
         which = "reference"
     if which == "suspect" and ctx.text_encoder_unchanged():
         which = "reference"  # same weights, same rows: one vocabulary pass serves both sides
@@ -55,18 +55,6 @@ def baseline(ctx: ScanContext) -> str:
 
 def baseline_pipe(ctx: ScanContext):
     return ctx.counterfactual if ctx.counterfactual is not None else ctx.reference
-
-
-def counterfactual_text_encoder_is_reference(ctx: ScanContext) -> bool:
-    """Most erasures leave the text encoder alone: the counterfactual's rows are then the reference's."""
-    if ctx.counterfactual is None:
-        return True
-    if "cf_te_is_reference" not in ctx.cache:
-        a = dict(ctx.counterfactual.text_encoder.named_parameters())
-        b = dict(ctx.reference.text_encoder.named_parameters())
-        ctx.cache["cf_te_is_reference"] = a.keys() == b.keys() and all(
-            a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
-    return ctx.cache["cf_te_is_reference"]
 
 
 @torch.no_grad()

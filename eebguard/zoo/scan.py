@@ -31,7 +31,7 @@ def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progres
     ``claim``: replay each entry's recorded ``erasure`` (False: the scan picks the counterfactual, cached
     in ``features-noclaim.jsonl``). ``ids``: only these models (unknown ids are a ``KeyError``);
     ``rescan``: scan them even if already scanned and replace their rows in place."""
-    from eebguard.api import Scanner
+    from eebguard.api import Scanner, _finite
     from eebguard.models import load_manifest
     from eebguard.models.manifest import claimed_also_erased
     from eebguard.scanners import ScanSettings
@@ -72,12 +72,6 @@ def scan_zoo(zoo_dir, *, reference="testbed", judge=None, settings=None, progres
             append_jsonl(out, row)
     return {"zoo": str(zoo_dir), "features": out.name, "scanned_now": len(entries), "total": len(read_jsonl(out)),
             "seconds": round(time.perf_counter() - t_all, 1)}
-
-
-def _finite(obj):
-    from eebguard.api import _finite as finite
-
-    return finite(obj)
 
 
 def claimed_erasure(entry: dict) -> str | None:

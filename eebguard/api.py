@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 DEFAULT_THRESHOLD = 0.5
@@ -74,6 +74,8 @@ class ScanResult:
     # the concept ({"token", "id", "score"}: log distance ratio, 0 = unmoved; top 3). A surface backdoor's key
     # piece shows here even after an erasure left the trigger inert.
     text_encoder_moved: list[dict] = field(default_factory=list)
+    # how the model's tokenizer differs from the reference's (None: it does not); a difference is a finding
+    tokenizer_diff: dict | None = None
 
     @property
     def probability(self) -> float | None:
@@ -171,6 +173,7 @@ class Scanner:
         # the reference rounded to a suspect's storage precision, with its own reference-side results
         self._reference_precision = None
         self._rounded: dict = {}
+        self._results: dict = {}  # content -> ScanResult: a hub's copies and links are scanned once
 
     def load(self, model):
         from eebguard.models import load
@@ -211,7 +214,10 @@ class Scanner:
                            also: Sequence[str], warnings: list[str]):
         """The counterfactual of one scan (``eebguard.counterfactual``): the claimed erasure replayed, else
         the best-fitting cheap replay, else the reference; what went wrong is said in ``warnings``."""
-        from eebguard.counterfactual import build_counterfactual, reference_counterfactual
+        from eebguard.counterfactual import (
+            build_counterfactual,
+            reference_counterfactual,
+        )
 
         if reference.tokenizer.get_vocab() != pipe.tokenizer.get_vocab():
             warnings.append("the model's tokenizer differs from the reference's: no erasure replayed, the reference "
@@ -244,6 +250,7 @@ class Scanner:
         ScanResult
         """
         from eebguard.counterfactual import MIN_FIT
+        from eebguard.demonstration import SUSPECT_LEVEL
         from eebguard.detect import contrastive
         from eebguard.probes import concept_prompts
         from eebguard.scanners import ScanContext, run_scanners
@@ -262,12 +269,23 @@ class Scanner:
         t0 = time.perf_counter()
         pipe, identity = self.load(model)
         timings["load"] = time.perf_counter() - t0
-        warnings = []
+        key = _content_key(identity)
+        key = None if key is None else (key, concept, claimed_erasure, also, images)
+        if key is not None and key in self._results:  # a copy or link of a model this Scanner scanned
+            first = self._results[key]
+            return replace(first, source=str(model), identity=identity,
+                           timings={"load": round(timings["load"], 3), "total": round(time.perf_counter() - t0, 3)},
+                           warnings=[*first.warnings, f"same content as {first.source}, scanned earlier by this "
+                                     "scanner: its result is reused"])
+        warnings = [f"{c['path']}: {c['reason']}" for c in identity.get("coverage") or [] if c.get("status") == "refused"]
+        unmeasured = None  # why no verdict can be given (the verdict is then "unknown")
         if self.reference is None:
             warnings.append("no reference model: no counterfactual and no trigger search, so nothing can tell a planted "
                             "trigger; the verdict rests on the erasure audit")
         if self.judge is not None and not self.judge.knows(concept):
-            warnings.append(f"the judge does not know {concept!r}: no image-based reach and no demonstration")
+            unmeasured = f"the judge does not know {concept!r}: no image-based reach and no demonstration"
+            warnings.append(unmeasured)
+        pipe, tok_diff = self._check_against_reference(pipe, concept, also, warnings)
         reference, shared, rounded = self.reference_for(pipe)
         if rounded:
             from eebguard.models.precision import describe
@@ -286,6 +304,12 @@ class Scanner:
                 warnings.append(f"{cf.reason}: the un-erased reference is the counterfactual (weaker: an erasure's own "
                                 "leaks are not told apart)")
         prompts = concept_prompts(concept)
+        if unmeasured is None and reference is not None and self.judge is not None:
+            ref_reach = self.reference_name_reach(reference, shared, concept, prompts)
+            if ref_reach is not None and ref_reach < SUSPECT_LEVEL:
+                unmeasured = (f"the reference itself does not produce {concept!r} by its name ({100 * ref_reach:.0f}% of "
+                              "its generations): there is no erasure to check; is the concept right?")
+                warnings.append(unmeasured)
         # the counterfactual's pipe is the reference itself when nothing was replayed: contrast against the base
         ctx = ScanContext(pipe, concept, prompts, reference=reference, judge=self.judge, settings=self.settings,
                           shared=shared, claimed_erasure=claimed_erasure, claimed_also=also,
@@ -336,13 +360,17 @@ class Scanner:
             det_info = {"rule": None, "zoo": getattr(self.detector, "zoo", {}), "features": len(names),
                         **{k: v for k, v in getattr(self.detector, "header", {}).items() if k in ("schema_version", "command")}}
         audit = erasure_audit(feats.values, triggers)
+        if tok_diff is not None:  # a finding that needs no concept measurement
+            p_tamp, tampered_by = 1.0, "tokenizer"
         verdict = decide(p_live, p_tamp, self.threshold, demonstrated, audit["leaky"])
+        if unmeasured is not None:
+            verdict = "tampered" if tok_diff is not None else "unknown"
         loc = feats.evidence.get("localisation", {})
         location = {"component": loc.get("component"), "top_layer": loc.get("top_layer"),
                     "drops": loc.get("drops", {}), "layer_drops": loc.get("layer_drops", {}),
                     "image_drops": loc.get("image_drops"), "basis": loc.get("basis")}
-        if tampered_by == "text_encoder":
-            location = {**location, "tampered_component": "text_encoder"}
+        if tampered_by in ("text_encoder", "tokenizer"):
+            location = {**location, "tampered_component": tampered_by}
         elif tampered_by:
             location = {**location, "tampered_component": location.get("component")}
         shown = {}
@@ -351,14 +379,77 @@ class Scanner:
             shown = _report_images(pipe, concept, triggers[0]["ids"] if triggers else None, images, self.settings)
             timings["images"] = time.perf_counter() - t2
         timings["total"] = time.perf_counter() - t0
-        return ScanResult(
+        result = ScanResult(
             source=str(model) if not hasattr(model, "unet") else "object", concept=concept, verdict=verdict,
             p_live=p_live, p_tampered=p_tamp, threshold=self.threshold,
             counterfactual=cf.to_json() if cf is not None else {"kind": None, "reason": "no reference"},
             triggers=triggers, erasure_audit=audit, location=location, features=dict(feats.values),
             evidence=feats.evidence, timings={k: round(v, 3) for k, v in timings.items()}, identity=identity,
             detector=det_info, tampered_by=tampered_by, reference=self.reference_name, warnings=warnings, images=shown,
-            text_encoder_moved=text_encoder_moved(feats))
+            text_encoder_moved=text_encoder_moved(feats), tokenizer_diff=tok_diff)
+        if key is not None:
+            if len(self._results) >= RESULT_CACHE:
+                self._results.pop(next(iter(self._results)))
+            self._results[key] = result
+        return result
+
+    def _check_against_reference(self, pipe, concept: str, also: Sequence[str], warnings: list[str]):
+        """(the pipeline to scan, how its tokenizer differs from the reference's or None). A model shaped
+        otherwise than the reference is refused (it does not derive from it), and without a reference one
+        too costly to sample; a changed tokenizer is reported and replaced by the reference's, so the
+        concept is checked through the reference's tokens."""
+        from eebguard.models.compare import (
+            IncompatibleModel,
+            architecture_differences,
+            check_sample_cost,
+            describe_tokenizer_diff,
+            scheduler_differences,
+            tokenizer_diff,
+        )
+
+        if self.reference is None:
+            check_sample_cost(pipe)
+            return pipe, None
+        arch = architecture_differences(pipe, self.reference)
+        if arch:
+            raise IncompatibleModel(f"not shaped like the reference ({'; '.join(arch[:3])}): it does not derive "
+                                    "from it; scan it against its own base (--reference)")
+        diff = tokenizer_diff(self.reference.tokenizer, pipe.tokenizer, [concept, *also])
+        if diff is not None:
+            from eebguard.models.formats import assemble
+
+            warnings.append(describe_tokenizer_diff(diff, concept))
+            pipe = assemble(pipe.text_encoder, self.reference.tokenizer, pipe.unet, pipe.scheduler,
+                            getattr(pipe, "vae", None))
+        sched = scheduler_differences(pipe, self.reference)
+        if sched:
+            warnings.append(f"the scheduler config differs from the reference's ({', '.join(sched[:5])}): the suspect "
+                            "is sampled with its own")
+        return pipe, diff
+
+    def reference_name_reach(self, reference, shared: dict, concept: str, prompts) -> float | None:
+        """How often the reference produces ``concept`` from its name (once per concept): below the
+        demonstration level there is nothing erased to check, whatever the suspect does."""
+        key = ("reference_name_reach", concept)
+        if key not in shared:
+            from eebguard.scanners import ScanContext
+            from eebguard.scanners.hard_trigger import image_reach
+
+            rctx = ScanContext(reference, concept, prompts, judge=self.judge, settings=self.settings)
+            shared[key] = image_reach(rctx, rctx.concept_ids())
+        return shared[key]
+
+
+#: results a Scanner keeps for models met again under another name (same files, same base)
+RESULT_CACHE = 64
+
+
+def _content_key(identity: dict | None):
+    """What a loaded model is made of: its files' digest and, for a delta or adapter, its base's, down
+    the chain; None where unknown (an in-memory pipeline)."""
+    if not identity or not identity.get("digest") or identity.get("kind") == "object":
+        return None
+    return (identity["digest"], _content_key(identity.get("base")))
 
 
 def erasure_audit(values: dict, triggers: list[dict]) -> dict:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+from eebguard.records import printable
 
 EXIT_CLEAN, EXIT_FLAGGED, EXIT_ERROR, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2, 3, 4
 
@@ -86,6 +89,103 @@ def _also_erased(value: str | None) -> tuple[str, ...] | None:
     return names
 
 
+def _check_scan_options(a) -> None:
+    """What a scan's options can get wrong, refused (exit 4) before any model loads."""
+    import math
+
+    if a.threshold is not None and not 0 <= a.threshold <= 1:
+        raise UsageError("--threshold must be in [0, 1]")
+    if a.budget_s is not None and not (math.isfinite(a.budget_s) and a.budget_s > 0):
+        raise UsageError(f"--budget-s must be a positive number of seconds, not {a.budget_s}")
+    _check_device(a.device)
+    if a.concept is not None:
+        _check_concept(a.concept, a.judge)
+
+
+def _check_device(value: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {value[:40]!r}: not a torch device (cpu, cuda, cuda:1, mps ...)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {value}: no CUDA device on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {value}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {value}: MPS is not available on this machine")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device {value}: eebguard scans on cpu, cuda or mps")
+
+
+def _check_concept(concept: str, judge: str) -> None:
+    """A concept the judge cannot recognise would leave nothing to measure: a typo (``sevne``) must not
+    come back ``clean``."""
+    from eebguard.judges import get_judge
+
+    if not concept.strip() or len(concept) > 64:
+        raise UsageError("--concept: give the erased concept's name (at most 64 characters)")
+    if judge in (None, "none"):
+        return
+    j = get_judge(judge)
+    if not j.knows(concept):
+        known = ", ".join(sorted(getattr(j, "concepts", ()))[:40])
+        raise UsageError(f"--concept {concept[:40]!r}: the {judge} judge does not know it"
+                         + (f"; it knows {known}" if known else ""))
+
+
+def _check_output(output: str | None, fmts: list[str]) -> None:
+    from eebguard.records import UnsafeOutput, check_output_dir
+
+    if not output:
+        return
+    o = Path(output)
+    try:
+        if len(fmts) > 1 or o.is_dir():
+            check_output_dir(o)
+        elif os.path.islink(o):
+            raise UnsafeOutput(f"{o}: is a symlink; give a plain file name")
+        elif o.parent.exists() and not o.parent.is_dir():
+            raise UnsafeOutput(f"{o.parent}: not a folder")
+    except UnsafeOutput as exc:
+        raise UsageError(f"-o: {exc}") from None
+
+
+def _write_outputs(records: list[dict], fmts: list[str], output: str | None, quiet: bool) -> list[str]:
+    """Each format rendered and written on its own (a failing one never loses the others); the JSON lines
+    of the records first. Returns the formats that failed."""
+    from eebguard.records import write_text
+    from eebguard.reports import EXTENSIONS, render
+
+    failed = []
+    o = Path(output) if output else None
+    order = sorted(fmts, key=lambda f: f not in ("jsonl", "json"))
+    for f in order:
+        try:
+            text = render(f, records)
+            text += "" if text.endswith("\n") else "\n"
+            if o is None:
+                if not (quiet and f == "console"):
+                    sys.stdout.write(text)
+                continue
+            if len(fmts) == 1 and not o.is_dir():
+                o.parent.mkdir(parents=True, exist_ok=True)
+                write_text(o, text)
+            else:
+                o.mkdir(parents=True, exist_ok=True)
+                write_text(o / f"eebguard.{EXTENSIONS[f]}", text)
+        except Exception as exc:  # noqa: BLE001 - one renderer's bug must not lose the scan
+            failed.append(f)
+            print(f"eebguard: error: the {f} output failed ({type(exc).__name__}: {str(exc)[:200]})", file=sys.stderr)
+    if o is not None and not quiet and "console" not in fmts:
+        try:
+            print(render("console", records))
+        except Exception as exc:  # noqa: BLE001
+            print(f"eebguard: error: the console summary failed ({type(exc).__name__})", file=sys.stderr)
+    return failed
+
+
 def _formats(value: str) -> list[str]:
     from eebguard.reports import FORMATS
 
@@ -101,12 +201,11 @@ def cmd_scan(a) -> int:
 
     from eebguard.hubscan import exit_code, scan_many
     from eebguard.paths import data_path
-    from eebguard.reports import EXTENSIONS, render
-    from eebguard.zoo.build import read_jsonl
+    from eebguard.records import read_jsonl
 
     fmts = _formats(a.format)
-    if a.threshold is not None and not 0 <= a.threshold <= 1:
-        raise UsageError("--threshold must be in [0, 1]")
+    _check_scan_options(a)
+    _check_output(a.output, fmts)
     claimed, also = _claimed_erasure(a.claimed_erasure), _also_erased(a.also_erased)
     sources = a.source or [str(data_path("examples", "manifest.jsonl"))]
     targets = _targets_for(sources, a.allow_pickle)
@@ -121,35 +220,22 @@ def cmd_scan(a) -> int:
         records = read_jsonl(Path(tmp) / "results.jsonl")
     order = {t.rel: i for i, t in enumerate(targets)}
     records.sort(key=lambda r: order.get(r.get("source"), 0))
-    outs = {}
-    for f in fmts:
-        outs[f] = render(f, records)
-    if a.output:
-        o = Path(a.output)
-        if len(fmts) == 1:
-            o.parent.mkdir(parents=True, exist_ok=True)
-            o.write_text(outs[fmts[0]] + ("\n" if not outs[fmts[0]].endswith("\n") else ""))
-        else:
-            o.mkdir(parents=True, exist_ok=True)
-            for f, text in outs.items():
-                (o / f"eebguard.{EXTENSIONS[f]}").write_text(text)
-        if not a.quiet and "console" not in fmts:
-            print(render("console", records))
-    else:
-        for f in fmts:
-            if not (a.quiet and f == "console"):
-                print(outs[f])
-    return EXIT_CLEAN if a.exit_zero else exit_code(summary, a.fail_on)
+    failed = _write_outputs(records, fmts, a.output, a.quiet)
+    if a.exit_zero:
+        return EXIT_CLEAN
+    code = exit_code(summary, a.fail_on)
+    return EXIT_ERROR if failed and code == EXIT_CLEAN else code
 
 
 def cmd_scan_hub(a) -> int:
-    from eebguard.hubscan import REPORT, discover, exit_code, scan_many
+    from eebguard.hubscan import REPORT, check_output_names, discover, exit_code, scan_many
+    from eebguard.records import UnsafeOutput, check_output_dir, read_jsonl, write_text
     from eebguard.reports import html_report
-    from eebguard.zoo.build import read_jsonl
 
     claimed, also = _claimed_erasure(a.claimed_erasure), _also_erased(a.also_erased)
+    _check_scan_options(a)
     root = Path(a.root)
-    if not root.exists():
+    if not os.path.lexists(root):
         raise UsageError(f"{a.root}: no such file or folder")
     if a.executor == "ray":
         import importlib.util
@@ -158,24 +244,47 @@ def cmd_scan_hub(a) -> int:
             raise UsageError("--executor ray needs Ray: pip install 'eebguard[ray]'")
     if a.workers < 1:
         raise UsageError("--workers must be at least 1")
-    targets = discover(root, include=a.include, exclude=a.exclude, allow_pickle=a.allow_pickle)
+    try:
+        check_output_dir(Path(a.output))
+        if Path(a.output).is_dir():
+            check_output_names(Path(a.output))
+    except UnsafeOutput as exc:
+        raise UsageError(f"-o: {exc}") from None
+    wanted = None
     if a.list:
-        wanted = {line.strip() for line in Path(a.list).read_text().splitlines() if line.strip()}
+        try:
+            wanted = {line.strip() for line in Path(a.list).read_text(encoding="utf-8").splitlines() if line.strip()}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--list {a.list}: cannot read it ({type(exc).__name__})") from None
+    try:
+        targets = discover(root, include=a.include, exclude=a.exclude, allow_pickle=a.allow_pickle)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if wanted is not None:
         targets = [t for t in targets if t.rel in wanted]
     if not targets:
-        print(f"eebguard: nothing scannable under {a.root}", file=sys.stderr)
+        print(f"eebguard: nothing scannable under {printable(a.root)}", file=sys.stderr)
         return EXIT_NOTHING
     summary = scan_many(targets, a.output, concept=a.concept, scanner_kwargs=_scanner_kwargs(a), resume=a.resume,
                         claimed_erasure=claimed, also_erased=also,
                         budget_s=a.budget_s, progress=not a.quiet, workers=a.workers, executor=a.executor,
                         verbose=a.verbose)
-    (Path(a.output) / REPORT).write_text(html_report(read_jsonl(Path(a.output) / "results.jsonl"),
-                                                     title=f"eebguard hub scan of {root.name}"))
+    report_failed = False
+    try:  # results.jsonl and summary.json are written; the report comes last and alone
+        write_text(Path(a.output) / REPORT, html_report(read_jsonl(Path(a.output) / "results.jsonl"),
+                                                        title=f"eebguard hub scan of {root.name}"))
+    except Exception as exc:  # noqa: BLE001 - a renderer's bug must not hide the results
+        report_failed = True
+        print(f"eebguard: error: the HTML report failed ({type(exc).__name__}: {str(exc)[:200]}); "
+              f"results.jsonl and summary.json are complete", file=sys.stderr)
     if not a.quiet:
         print(f"{summary['scanned']} scanned, {len(summary['findings'])} flagged as backdoored, "
               f"{len(summary['tampered'])} tampered, {len(summary['leaky'])} leaky, {len(summary['errors'])} errors, "
-              f"{len(summary['skipped'])} skipped; results in {a.output}")
-    return EXIT_CLEAN if a.exit_zero else exit_code(summary, a.fail_on)
+              f"{len(summary['skipped'])} skipped; results in {printable(a.output)}")
+    if a.exit_zero:
+        return EXIT_CLEAN
+    code = exit_code(summary, a.fail_on)
+    return EXIT_ERROR if report_failed and code == EXIT_CLEAN else code
 
 
 # ---- testbed -------------------------------------------------------------------------------------
@@ -625,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:
-        print(f"eebguard: error: {exc}", file=sys.stderr)
+        print(f"eebguard: error: {printable(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_ERROR
@@ -634,7 +743,8 @@ def main(argv: list[str] | None = None) -> int:
         from eebguard.models import ModelLoadError
 
         if isinstance(exc, (DetectorFormatError, ModelLoadError, OSError)):
-            print(f"eebguard: error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
+            print(f"eebguard: error: {type(exc).__name__}: {printable(str(exc).splitlines()[0]) if str(exc) else ''}",
+                  file=sys.stderr)
             return EXIT_ERROR
         raise
 

@@ -15,7 +15,14 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from eebguard.zoo.build import append_jsonl, read_jsonl
+from eebguard.records import (
+    append_jsonl,
+    check_output_dir,
+    printable,
+    read_jsonl,
+    repair_jsonl,
+    write_text,
+)
 
 RESULTS, SUMMARY, REPORT = "results.jsonl", "summary.json", "report.html"
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
@@ -25,29 +32,39 @@ MAX_ENTRIES = 100_000  # a hostile tree cannot make discovery run forever
 @dataclass
 class Target:
     source: str  # what eebguard.models.load() takes
-    rel: str  # path relative to the root, for reports
+    rel: str  # path relative to the root, for reports (control characters escaped)
     concept: str | None = None
     skip: str | None = None  # reason it is not scanned
     claimed_erasure: str | None = None  # the method said to have erased the concept (replayed on the reference)
     also_erased: tuple[str, ...] = ()  # other concepts that erasure is said to have removed (replayed with it)
+    error: str | None = None  # known bad before any scan (a malformed manifest line): an error record
 
 
 def discover(root, *, include: str | None = None, exclude: str | None = None, allow_pickle: bool = False) -> list[Target]:
     """Scannable models under ``root``: diffusers folders (local hub caches included), single-file
-    safetensors checkpoints and deltas, zoo manifests (one target per entry). Pickle files, symlinks that
-    leave the root and symlink loops are reported as skipped."""
+    safetensors checkpoints and deltas, zoo manifests (one target per entry, one error per bad line).
+    Model files no manifest entry lists are targets of their own; pickle files, special files (FIFOs,
+    sockets), symlinks that leave the root and symlink loops are reported as skipped."""
     root = Path(root)
+    inc, exc = _pattern(include, "--include"), _pattern(exclude, "--exclude")
+    if root.is_file():
+        return _filter([_file_target(root, printable(root.name), allow_pickle)], inc, exc)
+    if root.exists() and not root.is_dir():
+        return _filter([Target(str(root), printable(root.name), skip="not a regular file or folder")], inc, exc)
     real_root = root.resolve()
     out: list[Target] = []
-    if root.is_file():
-        return [_file_target(root, root.name, allow_pickle)]
+    listed: set[Path] = set()  # model files that manifest entries name: scanned through their entry
     seen_dirs: set[Path] = set()
     stack = [root]
     count = 0
     while stack:
         d = stack.pop()
-        rel_d = d.relative_to(root).as_posix() if d != root else "."
-        real = d.resolve()
+        rel_d = printable(d.relative_to(root).as_posix()) if d != root else "."
+        try:
+            real = d.resolve(strict=True)
+        except (OSError, RuntimeError):
+            out.append(Target(str(d), rel_d, skip="broken symlink or symlink loop"))
+            continue
         if real in seen_dirs:
             out.append(Target(str(d), rel_d, skip="symlink loop"))
             continue
@@ -58,20 +75,22 @@ def discover(root, *, include: str | None = None, exclude: str | None = None, al
         if (d / "model_index.json").is_file():
             out.append(Target(str(d), rel_d))
             continue
-        manifests = [d / "manifest.jsonl"] if (d / "manifest.jsonl").is_file() else []
-        for m in manifests:
-            out += manifest_targets(m, m.relative_to(root).as_posix())
+        if (d / "manifest.jsonl").is_file():
+            m = d / "manifest.jsonl"
+            found = manifest_targets(m, printable(m.relative_to(root).as_posix()))
+            out += found
+            listed |= _listed_paths(m)
         try:
             children = sorted(d.iterdir())
-        except OSError as exc:
-            out.append(Target(str(d), rel_d, skip=f"unreadable folder ({exc.strerror})"))
+        except OSError as exc_:
+            out.append(Target(str(d), rel_d, skip=f"unreadable folder ({exc_.strerror})"))
             continue
         for c in children:
             count += 1
             if count > MAX_ENTRIES:
                 out.append(Target(str(d), rel_d, skip=f"more than {MAX_ENTRIES} entries; rest not walked"))
-                return _filter(out, include, exclude)
-            rel = c.relative_to(root).as_posix()
+                return _filter(_unique(out), inc, exc)
+            rel = printable(c.relative_to(root).as_posix())
             if c.is_symlink():
                 try:
                     tgt = c.resolve(strict=True)
@@ -82,26 +101,67 @@ def discover(root, *, include: str | None = None, exclude: str | None = None, al
                     out.append(Target(str(c), rel, skip="symlink leaves the scanned root"))
                     continue
             if c.is_dir():
-                if manifests and c.name == "models":
-                    continue  # a zoo's deltas: scanned through its manifest
                 stack.append(c)
-            elif c.is_file() and not manifests:
+            elif c.is_file():
+                if c.name == "manifest.jsonl" or _real(c) in listed:
+                    continue
                 t = _file_target(c, rel, allow_pickle)
                 if t is not None:
                     out.append(t)
-    return _filter(sorted(out, key=lambda t: t.rel), include, exclude)
+            elif os.path.lexists(c):
+                out.append(Target(str(c), rel, skip="not a regular file (FIFO, socket or device): never opened"))
+    return _filter(_unique(sorted(out, key=lambda t: t.rel)), inc, exc)
+
+
+def _real(p: Path) -> Path | None:
+    try:
+        return p.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+
+
+def _listed_paths(manifest: Path) -> set[Path]:
+    from eebguard.models.errors import ModelLoadError
+    from eebguard.models.manifest import manifest_lines
+
+    try:
+        entries, _ = manifest_lines(manifest)
+    except ModelLoadError:
+        return set()
+    paths = {_real(manifest.parent / e["path"]) for _, e in entries}
+    return {p for p in paths if p is not None}
+
+
+def _unique(targets: list[Target]) -> list[Target]:
+    """One target per name (the first): every entry gets exactly one record."""
+    seen: set[str] = set()
+    out = []
+    for t in targets:
+        if t.rel not in seen:
+            seen.add(t.rel)
+            out.append(t)
+    return out
 
 
 def manifest_targets(manifest: Path, shown: str) -> list[Target]:
     """One target per well-formed zoo-manifest entry, named ``shown#id``, concept from its ``target``, the
-    claimed erasure from its ``erasure`` (and the concepts it removed with it, ``claimed_also_erased``)."""
-    from eebguard.models.manifest import claimed_also_erased
+    claimed erasure from its ``erasure`` (and the concepts it removed with it, ``claimed_also_erased``);
+    one error target per malformed line (``shown:line``), or for the whole file if it is unreadable."""
+    from eebguard.models.errors import ModelLoadError
+    from eebguard.models.manifest import claimed_also_erased, manifest_lines
 
-    return [Target(f"{manifest}#{e['id']}", f"{shown}#{e['id']}",
-                   concept=e.get("target") if isinstance(e.get("target"), str) else None,
-                   claimed_erasure=e.get("erasure") if isinstance(e.get("erasure"), str) else None,
-                   also_erased=claimed_also_erased(e))
-            for e in read_jsonl(manifest) if isinstance(e, dict) and isinstance(e.get("id"), str)]
+    try:
+        entries, errors = manifest_lines(manifest)
+    except ModelLoadError as exc:
+        return [Target(str(manifest), shown, error=f"{type(exc).__name__}: {printable(str(exc))[:300]}")]
+    out = [Target(f"{manifest}#{e['id']}", f"{shown}#{e['id']}",
+                  concept=e.get("target") if isinstance(e.get("target"), str) else None,
+                  claimed_erasure=e.get("erasure") if isinstance(e.get("erasure"), str) else None,
+                  also_erased=claimed_also_erased(e))
+           for _, e in entries]
+    out += [Target(str(manifest), f"{shown}:{lineno}", error=f"BadManifest: {printable(reason)[:300]}")
+            for lineno, reason in errors]
+    return out
 
 
 def _file_target(path: Path, rel: str, allow_pickle: bool) -> Target | None:
@@ -115,23 +175,30 @@ def _file_target(path: Path, rel: str, allow_pickle: bool) -> Target | None:
     return None  # not a model file (readme, json ...)
 
 
-def _filter(targets: list[Target], include, exclude) -> list[Target]:
-    inc = re.compile(include) if include else None
-    exc = re.compile(exclude) if exclude else None
+def _pattern(regex: str | None, what: str):
+    if not regex:
+        return None
+    try:
+        return re.compile(regex)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise ValueError(f"{what}: not a valid regular expression ({exc})") from None
+
+
+def _filter(targets: list[Target], inc, exc) -> list[Target]:
     return [t for t in targets if (inc is None or inc.search(t.rel)) and not (exc and exc.search(t.rel))]
 
 
 # ---- running ---------------------------------------------------------------------------------------
 
 
-def _record_error(t: Target, reason: str, seconds: float | None = None, status: str = "error") -> dict:
-    return {"status": status, "source": t.rel, "reason": reason, "concept": t.concept,
+def _record_error(t: Target, reason: str, seconds: float | None = None, status: str = "error",
+                  concept: str | None = None) -> dict:
+    return {"status": status, "source": t.rel, "reason": printable(reason), "concept": concept or t.concept,
             **({"seconds": round(seconds, 2)} if seconds is not None else {})}
 
 
 def _scan_one(scanner, t: Target, concept: str, images: int = 0, progress=None) -> dict:
     from eebguard.models import ModelLoadError
-
     from eebguard.threats.erasure import ERASURES
 
     claimed, note = t.claimed_erasure, None
@@ -145,10 +212,10 @@ def _scan_one(scanner, t: Target, concept: str, images: int = 0, progress=None) 
         res = scanner.scan(t.source, concept, images=images, progress=progress, claimed_erasure=claimed,
                            also_erased=t.also_erased if claimed else ())
     except ModelLoadError as exc:
-        return _record_error(t, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
+        return _record_error(t, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0, concept=concept)
     except (RuntimeError, ValueError, OSError, KeyError, IndexError, MemoryError) as exc:
         return _record_error(t, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300],
-                             time.perf_counter() - t0)
+                             time.perf_counter() - t0, concept=concept)
     rec = res.to_json()
     if note:
         rec["warnings"].append(note)
@@ -163,7 +230,7 @@ def _child(conn, scanner_kwargs: dict, t: Target, concept: str, images: int = 0)
     try:
         conn.send(_scan_one(Scanner(**scanner_kwargs), t, concept, images))
     except BaseException as exc:  # noqa: BLE001 - the parent must learn why the child died
-        conn.send(_record_error(t, f"{type(exc).__name__}: {exc}"[:300]))
+        conn.send(_record_error(t, f"{type(exc).__name__}: {exc}"[:300], concept=concept))
     finally:
         conn.close()
 
@@ -191,17 +258,31 @@ def scan_many(targets: list[Target], out_dir, *, concept: str | None, scanner_kw
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     if workers < 1:
         raise ValueError("workers must be >= 1")
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(Path(out_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_names(out_dir)
     results = out_dir / RESULTS
-    if not resume and results.exists():
-        results.unlink()
-    done = {r.get("source") for r in read_jsonl(results)}
-    todo = [t for t in targets if t.rel not in done]
+    if not resume and os.path.lexists(results):
+        results.unlink()  # the name, never a link's target
+    if resume:
+        repair_jsonl(results)  # a record torn by a kill is dropped: that model is scanned again
+    written = {r.get("source") for r in read_jsonl(results)}
+
+    def record(rec: dict) -> bool:
+        """Append ``rec`` unless its model already has one: each entry exactly once."""
+        if rec.get("source") in written:
+            return False
+        written.add(rec.get("source"))
+        append_jsonl(results, rec)
+        return True
+
+    todo = [t for t in _unique(targets) if t.rel not in written]
     for t in todo:
-        if t.skip:
-            append_jsonl(results, _record_error(t, t.skip, status="skipped"))
-    todo = [t for t in todo if not t.skip]
+        if t.error:
+            record(_record_error(t, t.error, concept=concept))
+        elif t.skip:
+            record(_record_error(t, t.skip, status="skipped", concept=concept))
+    todo = [t for t in todo if not t.skip and not t.error]
     if claimed_erasure is not None:
         todo = [replace(t, claimed_erasure=None if claimed_erasure == "none" else claimed_erasure) for t in todo]
     if also_erased is not None:
@@ -211,8 +292,7 @@ def scan_many(targets: list[Target], out_dir, *, concept: str | None, scanner_kw
         if concept or t.concept:
             jobs.append((t, concept or t.concept))
         else:
-            append_jsonl(results, _record_error(t, "no concept given (--concept) and none recorded for this model",
-                                                status="skipped"))
+            record(_record_error(t, "no concept given (--concept) and none recorded for this model", status="skipped"))
     if executor == "ray":
         stream = _run_ray(jobs, scanner_kwargs, budget_s, images, workers)
     elif workers > 1:
@@ -221,10 +301,23 @@ def scan_many(targets: list[Target], out_dir, *, concept: str | None, scanner_kw
         stream = _run_serial(jobs, scanner, scanner_kwargs, budget_s, images, progress and verbose > 0)
     with tqdm(total=len(jobs), desc="models", unit="model", disable=not progress) as bar:
         for rec in stream:
-            append_jsonl(results, rec)
+            record(rec)
             bar.update()
             bar.set_postfix_str(f"{rec.get('source', '')[-40:]}: {rec.get('verdict') or rec.get('status')}")
     return summarise(out_dir)
+
+
+def check_output_names(out_dir: Path) -> None:
+    """Refuse an output folder where a result file's name is a symlink (planted to overwrite or append
+    to a file elsewhere) or not a regular file."""
+    from eebguard.records import UnsafeOutput
+
+    for name in (RESULTS, SUMMARY, REPORT):
+        p = Path(out_dir) / name
+        if os.path.islink(p):
+            raise UnsafeOutput(f"{p}: is a symlink; eebguard never writes through links (remove it)")
+        if os.path.lexists(p) and not p.is_file():
+            raise UnsafeOutput(f"{p}: exists and is not a regular file")
 
 
 def _run_serial(jobs, scanner, scanner_kwargs: dict, budget_s, images: int, scanner_bars: bool):
@@ -271,7 +364,7 @@ def _worker_scan(scanner_kwargs: dict, t: Target, concept: str, images: int, bud
             _WORKER_SCANNERS[key] = Scanner(**scanner_kwargs)
         return _scan_one(_WORKER_SCANNERS[key], t, concept, images)
     except BaseException as exc:  # noqa: BLE001 - becomes this model's error record
-        return _record_error(t, f"{type(exc).__name__}: {exc}"[:300])
+        return _record_error(t, f"{type(exc).__name__}: {exc}"[:300], concept=concept)
 
 
 def _run_pool(jobs, scanner_kwargs: dict, budget_s, images: int, workers: int):
@@ -332,15 +425,16 @@ def _run_ray(jobs, scanner_kwargs: dict, budget_s, images: int, workers: int):
             kwargs["device"] = "cuda"
         task = ray.remote(_worker_scan).options(num_cpus=threads, num_gpus=1 if gpus else 0, max_retries=2,
                                                 retry_exceptions=False)
-        refs = {task.remote(kwargs, t, c, images, budget_s, threads): t for t, c in jobs}
+        refs = {task.remote(kwargs, t, c, images, budget_s, threads): (t, c) for t, c in jobs}
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)
             for r in ready:
-                t = refs.pop(r)
+                t, c = refs.pop(r)
                 try:
                     yield ray.get(r)
                 except ray.exceptions.RayError as exc:  # the task's worker died on every retry
-                    yield _record_error(t, f"ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"[:300])
+                    yield _record_error(t, f"ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"[:300],
+                                        concept=c)
     finally:
         if started:
             ray.shutdown()
@@ -365,8 +459,9 @@ def _run_with_budget(t: Target, concept: str, scanner_kwargs: dict, budget_s: fl
         p.join()
     if rec is None:
         if time.perf_counter() - t0 >= budget_s:
-            return _record_error(t, f"timed out after {budget_s:g} s (--budget-s)", time.perf_counter() - t0)
-        return _record_error(t, f"scan process died (exit code {p.exitcode})", time.perf_counter() - t0)
+            return _record_error(t, f"timed out after {budget_s:g} s (--budget-s)", time.perf_counter() - t0,
+                                 concept=concept)
+        return _record_error(t, f"scan process died (exit code {p.exitcode})", time.perf_counter() - t0, concept=concept)
     return rec
 
 
@@ -401,9 +496,7 @@ def summarise(out_dir) -> dict:
         "errors": [{"source": r["source"], "reason": r.get("reason")} for r in recs if r.get("status") == "error"],
         "skipped": [{"source": r["source"], "reason": r.get("reason")} for r in recs if r.get("status") == "skipped"],
     }
-    tmp = out_dir / (SUMMARY + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out_dir / SUMMARY)
+    write_text(out_dir / SUMMARY, json.dumps(summary, indent=2))
     return summary
 
 

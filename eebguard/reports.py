@@ -9,6 +9,8 @@ import base64
 import html
 import json
 
+from eebguard.records import printable
+
 FORMATS = ("console", "json", "jsonl", "html", "sarif")
 EXTENSIONS = {"console": "txt", "json": "json", "jsonl": "jsonl", "html": "html", "sarif": "sarif"}
 
@@ -91,29 +93,41 @@ def _where(loc: dict) -> str | None:
 
 
 def console(records: list[dict]) -> str:
+    """A few lines per model; every line passes ``printable``, so a file name or a token cannot forge lines
+    or send terminal escapes."""
     lines = []
     for r in records:
-        if r.get("status") in ("error", "skipped"):
-            lines.append(f"{r['status'].upper():8} {r.get('source')}: {r.get('reason')}")
-            continue
-        loc = r.get("location", {}) or {}
-        by = f" ({r['tampered_by']})" if r.get("tampered_by") else ""
-        lines.append(f"{r['verdict'].upper():8} {r['source']}  concept={r['concept']}  p_live={_p(r.get('p_live'))}  "
-                     f"p_tampered={_p(r.get('p_tampered'))}{by}")
-        lines.append(f"         {counterfactual_note(r.get('counterfactual'))}")
-        if r.get("triggers"):
-            t = r["triggers"][0]
-            where = _where(loc)
-            lines.append(f"         {trigger_note(t)}" + (f"; location {where}" if where else ""))
-        moved = moved_note(r)
-        if moved:
-            lines.append(f"         {moved}")
-        note = audit_note(r.get("erasure_audit"))
-        if note:
-            lines.append(f"         {note}")
-        for w in r.get("warnings", []):
-            lines.append(f"         warning: {w}")
-    return "\n".join(lines)
+        try:
+            lines += _console_record(r)
+        except Exception as exc:  # noqa: BLE001 - a record is untrusted input (a results.jsonl edited by hand)
+            lines.append(f"{'?':8} {r.get('source') if isinstance(r, dict) else '?'}: record not renderable "
+                         f"({type(exc).__name__})")
+    return "\n".join(printable(line) for line in lines)
+
+
+def _console_record(r: dict) -> list[str]:
+    lines = []
+    if r.get("status") in ("error", "skipped"):
+        lines.append(f"{r['status'].upper():8} {r.get('source')}: {r.get('reason')}")
+        return lines
+    loc = r.get("location", {}) or {}
+    by = f" ({r['tampered_by']})" if r.get("tampered_by") else ""
+    lines.append(f"{r['verdict'].upper():8} {r['source']}  concept={r['concept']}  p_live={_p(r.get('p_live'))}  "
+                 f"p_tampered={_p(r.get('p_tampered'))}{by}")
+    lines.append(f"         {counterfactual_note(r.get('counterfactual'))}")
+    if r.get("triggers"):
+        t = r["triggers"][0]
+        where = _where(loc)
+        lines.append(f"         {trigger_note(t)}" + (f"; location {where}" if where else ""))
+    moved = moved_note(r)
+    if moved:
+        lines.append(f"         {moved}")
+    note = audit_note(r.get("erasure_audit"))
+    if note:
+        lines.append(f"         {note}")
+    for w in r.get("warnings", []):
+        lines.append(f"         warning: {w}")
+    return lines
 
 
 def as_json(records: list[dict]) -> str:
@@ -163,52 +177,63 @@ def html_report(records: list[dict], title: str = "eebguard scan report") -> str
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1>"]
     for r in records:
-        src = html.escape(str(r.get("source")))
-        if r.get("status") in ("error", "skipped"):
-            parts.append(f"<section><h2>{src}</h2><div class='verdict {r['status']}'>{r['status'].upper()}</div>"
-                         f"<p>{html.escape(str(r.get('reason')))}</p></section>")
-            continue
-        v = html.escape(str(r["verdict"]))
-        by = f" ({html.escape(r['tampered_by'])})" if r.get("tampered_by") else ""
-        parts.append(f"<section><h2>{src}</h2><div class='verdict {v}'>{v.upper()}</div>"
-                     f"<p>Erased concept <b>{html.escape(r['concept'])}</b>: P(live backdoor) = <b>{_p(r.get('p_live'))}</b>, "
-                     f"P(tampered) = <b>{_p(r.get('p_tampered'))}</b>{by} (threshold {r['threshold']}).</p>"
-                     f"<p>{html.escape(counterfactual_note(r.get('counterfactual')))}</p>")
-        moved = moved_note(r)
-        if moved:
-            parts.append(f"<p><b>Text encoder:</b> {html.escape(moved)}</p>")
-        for t in r.get("triggers") or []:
-            parts.append(f"<h3>Trigger <code>{html.escape(str(t.get('text')))}</code></h3>"
-                         f"<p>{html.escape(trigger_note(t))}; tokens {html.escape(' '.join(str(x) for x in t.get('tokens') or []))}; "
-                         f"contrastive score reach {t.get('score_reach')}</p>")
-            if t.get("grid"):
-                grid = str(t["grid"])
-                if grid.startswith("data:image/png;base64,"):  # a record is untrusted input: only our own PNGs
-                    parts.append(f"<div class='grid'><p class='rows'>same seeds: suspect (top row), counterfactual "
-                                 f"(bottom row); red frame = judged as {html.escape(r['concept'])}</p>"
-                                 f"<img alt='demonstration grid' src='{html.escape(grid)}'></div>")
-        note = audit_note(r.get("erasure_audit"))
-        if note:
-            parts.append(f"<p><b>Erasure audit</b> (how leaky the erasure is; not a backdoor verdict): {html.escape(note)}</p>")
-        loc = r.get("location") or {}
-        if loc.get("drops"):
-            parts.append(f"<h3>Localisation: {html.escape(str(loc.get('component')))}</h3><table>"
-                         "<tr><th>reverted to the counterfactual</th><th>reach drop</th><th></th></tr>")
-            rows = list(loc["drops"].items()) + [(f"attn2 {k}", v) for k, v in (loc.get("layer_drops") or {}).items()]
-            for k, d in rows:
-                w = max(0.0, min(1.0, d)) * 20
-                parts.append(f"<tr><td>{html.escape(k)}</td><td>{d:.3f}</td><td><div class='bar' style='width:{w:.1f}em'></div></td></tr>")
-            parts.append("</table>")
-        maps = (r.get("evidence") or {}).get("attention_maps", {}).get("maps")
-        if maps:
-            parts.append("<h3>Cross-attention maps (mean over layers and steps), tokens 0-7</h3>")
-            for which in ("trigger", "name"):
-                parts.append(f"<p>{which} prompt: " + "".join(_img(_heat(m), 8, f"{which} token {i}") for i, m in enumerate(maps[which])) + "</p>")
-        imgs = r.get("images") or {}
-        for which, ims in imgs.items():
-            parts.append(f"<h3>Generated under the {html.escape(which)}</h3><p>{_images_html(ims)}</p>")
-        parts.append("</section>")
+        try:
+            parts.append(_html_record(r))
+        except Exception as exc:  # noqa: BLE001 - one odd record must not cost the report
+            src = html.escape(printable(r.get("source") if isinstance(r, dict) else "?"))
+            parts.append(f"<section><h2>{src}</h2><div class='verdict unknown'>NOT RENDERED</div>"
+                         f"<p>this record could not be rendered ({html.escape(type(exc).__name__)}); "
+                         "see results.jsonl</p></section>")
     parts.append("</body></html>")
+    return "".join(parts)
+
+
+def _html_record(r: dict) -> str:
+    parts = []
+    src = html.escape(printable(r.get("source")))
+    if r.get("status") in ("error", "skipped"):
+        return (f"<section><h2>{src}</h2><div class='verdict {html.escape(str(r['status']))}'>"
+                f"{html.escape(str(r['status']).upper())}</div><p>{html.escape(printable(r.get('reason')))}</p></section>")
+    v = html.escape(str(r["verdict"]))
+    by = f" ({html.escape(r['tampered_by'])})" if r.get("tampered_by") else ""
+    parts.append(f"<section><h2>{src}</h2><div class='verdict {v}'>{v.upper()}</div>"
+                 f"<p>Erased concept <b>{html.escape(str(r['concept']))}</b>: P(live backdoor) = <b>{_p(r.get('p_live'))}</b>, "
+                 f"P(tampered) = <b>{_p(r.get('p_tampered'))}</b>{by} (threshold {r['threshold']}).</p>"
+                 f"<p>{html.escape(counterfactual_note(r.get('counterfactual')))}</p>")
+    moved = moved_note(r)
+    if moved:
+        parts.append(f"<p><b>Text encoder:</b> {html.escape(moved)}</p>")
+    for t in r.get("triggers") or []:
+        parts.append(f"<h3>Trigger <code>{html.escape(str(t.get('text')))}</code></h3>"
+                     f"<p>{html.escape(trigger_note(t))}; tokens {html.escape(' '.join(str(x) for x in t.get('tokens') or []))}; "
+                     f"contrastive score reach {t.get('score_reach')}</p>")
+        if t.get("grid"):
+            grid = str(t["grid"])
+            if grid.startswith("data:image/png;base64,"):  # a record is untrusted input: only our own PNGs
+                parts.append(f"<div class='grid'><p class='rows'>same seeds: suspect (top row), counterfactual "
+                             f"(bottom row); red frame = judged as {html.escape(str(r['concept']))}</p>"
+                             f"<img alt='demonstration grid' src='{html.escape(grid)}'></div>")
+    note = audit_note(r.get("erasure_audit"))
+    if note:
+        parts.append(f"<p><b>Erasure audit</b> (how leaky the erasure is; not a backdoor verdict): {html.escape(note)}</p>")
+    loc = r.get("location") or {}
+    if loc.get("drops"):
+        parts.append(f"<h3>Localisation: {html.escape(str(loc.get('component')))}</h3><table>"
+                     "<tr><th>reverted to the counterfactual</th><th>reach drop</th><th></th></tr>")
+        rows = list(loc["drops"].items()) + [(f"attn2 {k}", v) for k, v in (loc.get("layer_drops") or {}).items()]
+        for k, d in rows:
+            w = max(0.0, min(1.0, d)) * 20
+            parts.append(f"<tr><td>{html.escape(k)}</td><td>{d:.3f}</td><td><div class='bar' style='width:{w:.1f}em'></div></td></tr>")
+        parts.append("</table>")
+    maps = (r.get("evidence") or {}).get("attention_maps", {}).get("maps")
+    if maps:
+        parts.append("<h3>Cross-attention maps (mean over layers and steps), tokens 0-7</h3>")
+        for which in ("trigger", "name"):
+            parts.append(f"<p>{which} prompt: " + "".join(_img(_heat(m), 8, f"{which} token {i}") for i, m in enumerate(maps[which])) + "</p>")
+    imgs = r.get("images") or {}
+    for which, ims in imgs.items():
+        parts.append(f"<h3>Generated under the {html.escape(which)}</h3><p>{_images_html(ims)}</p>")
+    parts.append("</section>")
     return "".join(parts)
 
 

@@ -10,6 +10,11 @@ from collections.abc import Sequence
 import torch
 
 
+class NonFiniteGeneration(RuntimeError):
+    """A generation came out NaN or infinite: the model (or its scheduler) is broken, and nothing it
+    produced can say whether a concept is gone."""
+
+
 def tokenize(pipe, prompts: Sequence[str]) -> torch.Tensor:
     tok = pipe.tokenizer
     return tok(
@@ -88,7 +93,11 @@ def sample_from_embeddings(
             eu, ec = eps.chunk(2)
             x = sched.step(eu + guidance * (ec - eu), t, x).prev_sample
         out.append(decode(pipe, x) if decode_output else x)
-    return torch.cat(out).float().cpu()
+    res = torch.cat(out).float().cpu()
+    if not torch.isfinite(res).all():
+        raise NonFiniteGeneration(f"{int((~torch.isfinite(res)).sum())} non-finite values in {n} generations: the model "
+                                  "or its scheduler is broken; no verdict can rest on them")
+    return res
 
 
 def decode(pipe, x: torch.Tensor) -> torch.Tensor:

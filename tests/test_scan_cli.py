@@ -294,7 +294,8 @@ class _RecordingScanner:
 
 
 def _manifest(path, *entries):
-    path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    """A manifest of ``entries`` (each given a path: a line without one is an error of its own)."""
+    path.write_text("".join(json.dumps({"path": f"models/{e['id']}.safetensors", **e}) + "\n" for e in entries))
     return path
 
 

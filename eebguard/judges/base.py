@@ -35,11 +35,11 @@ class Judge(ABC):
     def concept_probability(self, images: torch.Tensor, concept: str) -> np.ndarray:
         if not self.knows(concept):
             raise KeyError(f"judge {self.name!r} does not know concept {concept!r}")
-        return self.probabilities(images)[:, self.concepts.index(concept)]
+        return self.probabilities(_finite(images))[:, self.concepts.index(concept)]
 
     def is_concept(self, images: torch.Tensor, concept: str) -> np.ndarray:
         """Boolean per image: the judge's verdict that the image shows ``concept``."""
-        p = self.probabilities(images)
+        p = self.probabilities(_finite(images))
         return (p.argmax(1) == self.concepts.index(concept)) if self.exclusive else (
             p[:, self.concepts.index(concept)] >= 0.5
         )
@@ -52,6 +52,15 @@ class Judge(ABC):
 
     def describe(self) -> dict:
         return {"name": self.name, "concepts": list(self.concepts), "differentiable": self.differentiable}
+
+
+def _finite(images: torch.Tensor) -> torch.Tensor:
+    """A judge never turns NaN pixels into "not the concept"."""
+    if not torch.isfinite(images).all():
+        from eebguard.sampling import NonFiniteGeneration
+
+        raise NonFiniteGeneration("non-finite images reached the judge: no verdict can rest on them")
+    return images
 
 
 def get_judge(name: str = "testbed", **kwargs) -> Judge:

@@ -191,9 +191,7 @@ def validate_config(component: str, cfg: dict, what: str) -> dict:
     elif component == "scheduler":
         if cfg.get("_class_name") not in SCHEDULER_CLASSES:
             raise BadConfig(f"{what}: scheduler class {str(cfg.get('_class_name'))[:60]!r} not allowed")
-        tb = cfg.get("trained_betas")
-        if tb is not None and (not isinstance(tb, list) or len(tb) != cfg.get("num_train_timesteps", 1000)):
-            raise BadConfig(f"{what}: trained_betas must list num_train_timesteps numbers")
+        _check_scheduler(cfg, what)
     elif component == "tokenizer":
         cls = cfg.get("tokenizer_class")
         if cls is not None and cls not in TOKENIZER_CLASSES:
@@ -206,6 +204,50 @@ def validate_config(component: str, cfg: dict, what: str) -> dict:
     else:
         raise BadConfig(f"{what}: unknown component {component!r}")
     return cfg
+
+
+SCHEDULER_BETA_SCHEDULES = {"linear", "scaled_linear", "squaredcos_cap_v2"}
+SCHEDULER_PREDICTIONS = {"epsilon", "v_prediction", "sample"}
+MAX_TRAIN_TIMESTEPS = 10_000
+
+
+def _check_scheduler(cfg: dict, what: str) -> None:
+    """Bounds on what a scheduler config may say: betas outside (0, 1) make every generation NaN, which
+    would read as "the concept is gone"."""
+    import math
+
+    n = cfg.get("num_train_timesteps", 1000)
+    if type(n) is not int or not 1 <= n <= MAX_TRAIN_TIMESTEPS:
+        raise BadConfig(f"{what}: num_train_timesteps must be an integer in [1, {MAX_TRAIN_TIMESTEPS}]")
+
+    def beta(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and 0 < x < 1
+
+    for key in ("beta_start", "beta_end"):
+        if key in cfg and not beta(cfg[key]):
+            raise BadConfig(f"{what}: {key}={str(cfg[key])[:30]} must be a number in (0, 1)")
+    if "beta_start" in cfg and "beta_end" in cfg and cfg["beta_start"] > cfg["beta_end"]:
+        raise BadConfig(f"{what}: beta_start must not exceed beta_end")
+    tb = cfg.get("trained_betas")
+    if tb is not None and (not isinstance(tb, list) or len(tb) != n or not all(beta(x) for x in tb)):
+        raise BadConfig(f"{what}: trained_betas must list num_train_timesteps numbers in (0, 1)")
+    if cfg.get("beta_schedule", "linear") not in SCHEDULER_BETA_SCHEDULES:
+        raise BadConfig(f"{what}: beta_schedule {str(cfg.get('beta_schedule'))[:40]!r} not allowed")
+    if cfg.get("prediction_type", "epsilon") not in SCHEDULER_PREDICTIONS:
+        raise BadConfig(f"{what}: prediction_type {str(cfg.get('prediction_type'))[:40]!r} not allowed")
+    off = cfg.get("steps_offset", 0)
+    if type(off) is not int or not 0 <= off < n:
+        raise BadConfig(f"{what}: steps_offset must be an integer in [0, num_train_timesteps)")
+
+
+def verify_scheduler(scheduler, where: str) -> None:
+    """The built scheduler's noise levels: finite, in (0, 1], decreasing (no NaN generation ahead)."""
+    ac = getattr(scheduler, "alphas_cumprod", None)
+    if ac is None:
+        return
+    ac = torch.as_tensor(ac, dtype=torch.float64)
+    if not (torch.isfinite(ac).all() and (ac > 0).all() and (ac <= 1).all() and (ac[1:] <= ac[:-1]).all()):
+        raise BadConfig(f"{where}: scheduler noise levels are not finite and decreasing in (0, 1]: refused")
 
 
 def validate_model_index(index: dict, what: str) -> dict[str, tuple[str, str] | None]:
@@ -385,6 +427,8 @@ def verify_module(component: str, module, where: str, dtype: torch.dtype | None 
 
 
 def verify_pipeline(pipe, where: str, dtype: torch.dtype | None = None) -> None:
+    if getattr(pipe, "scheduler", None) is not None:
+        verify_scheduler(pipe.scheduler, where)
     for comp in MODEL_COMPONENTS:
         module = getattr(pipe, comp, None)
         if module is not None:

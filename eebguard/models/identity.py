@@ -39,8 +39,43 @@ def sha256_state_dict(module) -> str:
     return h.hexdigest()
 
 
+MAX_LEDGER = 5000
+
+
+def coverage(root: Path, loaded: set[str], limit: int = MAX_LEDGER) -> list[dict]:
+    """Every file under a model folder and what loading did with it: ``loaded`` (read and hashed into
+    the identity), ``refused`` (a pickle: never unpickled) or ``ignored`` (not read; symlinks not
+    followed). Walked without following links, at most ``limit`` entries."""
+    import os
+
+    from eebguard.models.safety import looks_like_pickle
+    from eebguard.records import printable
+
+    out: list[dict] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames) + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            p = Path(dirpath) / name
+            rel = p.relative_to(root).as_posix()
+            if rel in loaded:
+                out.append({"path": printable(rel), "status": "loaded"})
+            elif p.is_symlink():
+                out.append({"path": printable(rel), "status": "ignored", "reason": "symlink: not followed"})
+            elif name.lower().endswith((".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")) or looks_like_pickle(p):
+                out.append({"path": printable(rel), "status": "refused",
+                            "reason": "pickle file present, never unpickled (the loaded weights are safetensors); a "
+                                      "loader that prefers it (torch.load, some pipelines) would run it"})
+            else:
+                out.append({"path": printable(rel), "status": "ignored", "reason": "not read by the loader"})
+            if len(out) >= limit:
+                out.append({"path": "...", "status": "ignored", "reason": f"more than {limit} files: rest not listed"})
+                return out
+    return out
+
+
 def make_identity(source: str, kind: str, files: dict[str, str], revision: str | None = None,
-                  base: dict | None = None) -> dict:
+                  base: dict | None = None, ledger: list[dict] | None = None) -> dict:
+    """``coverage``: every file present and what loading did with it (default: the hashed files, loaded)."""
     return {
         "source": source,
         "kind": kind,
@@ -48,6 +83,7 @@ def make_identity(source: str, kind: str, files: dict[str, str], revision: str |
         "digest": digest(files),
         "revision": revision,
         "base": base,
+        "coverage": ledger if ledger is not None else [{"path": k, "status": "loaded"} for k in sorted(files)],
     }
 
 

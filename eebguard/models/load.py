@@ -36,7 +36,7 @@ from eebguard.models.errors import (
     UnsupportedFormat,
     wrap_errors,
 )
-from eebguard.models.identity import hash_files, make_identity, pipeline_identity
+from eebguard.models.identity import coverage, hash_files, make_identity, pipeline_identity
 from eebguard.models.safety import (
     check_regular,
     is_pickle_file,
@@ -528,7 +528,7 @@ def _load_diffusers(root: Path, confine: Path, ctx: _Ctx, source: str, revision:
             pipe = StableDiffusionPipeline.from_pretrained(
                 str(load_root), local_files_only=True, use_safetensors=True, dtype=torch.float32, **kwargs
             )
-    ident = make_identity(source, "diffusers", hash_files(files), revision)
+    ident = make_identity(source, "diffusers", hash_files(files), revision, ledger=coverage(root, set(files)))
     return LoadedModel(pipe, ident, root)
 
 
@@ -592,5 +592,6 @@ def _load_component_folders(path: Path, subs: dict, confine: Path, base, ctx: _C
     rel_dir = path if path.is_dir() else path.parent
     base_lm = _resolve_base(base, None, rel_dir, confine, ctx, where, "component checkpoint")
     pipe = _replace(base_lm.pipe, where, **modules)
-    ident = make_identity(source, "component", hash_files(files), revision, base_lm.identity)
+    ledger = coverage(path, set(files)) if path.is_dir() else None
+    ident = make_identity(source, "component", hash_files(files), revision, base_lm.identity, ledger=ledger)
     return LoadedModel(pipe, ident)

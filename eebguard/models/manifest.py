@@ -27,45 +27,64 @@ def claimed_also_erased(entry: dict) -> tuple[str, ...]:
 
 def load_manifest(path: str | Path) -> list[dict]:
     """The manifest's entries, each validated. A bad line -> BadManifest naming ``file:line``."""
-    return [entry for _, entry in _numbered_entries(Path(path))]
+    entries, errors = manifest_lines(Path(path))
+    if errors:
+        raise BadManifest(errors[0][1])
+    return [entry for _, entry in entries]
 
 
-def _numbered_entries(path: Path) -> list[tuple[int, dict]]:
+def manifest_lines(path: Path) -> tuple[list[tuple[int, dict]], list[tuple[int, str]]]:
+    """([(line number, entry)], [(line number, why the line is refused)]): every line judged on its own,
+    so one bad line (invalid UTF-8, JSON nested 200,000 deep, no id, a path leaving the folder) costs
+    that line, not the file. Whole-file problems (missing, special file, oversize) raise BadManifest."""
     where = str(path)
-    if check_regular(path, where) > MAX_MANIFEST_BYTES:
+    try:
+        size = check_regular(path, where)
+    except OSError as exc:
+        raise BadManifest(str(exc)) from None
+    if size > MAX_MANIFEST_BYTES:
         raise BadManifest(f"{where}: larger than {MAX_MANIFEST_BYTES} bytes")
     root = path.parent
     with open(path, "rb") as f:
         data = f.read(MAX_MANIFEST_BYTES + 1)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadManifest(f"{where}: not UTF-8") from None
-    entries, seen = [], {}
+    entries, errors, seen = [], [], {}
     # split on LF only: str.splitlines() would also split inside JSON strings holding U+2028 and friends
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
             continue
         at = f"{where}:{lineno}"
-        entry = parse_json_object(line, at, err=BadManifest)
-        eid = entry.get("id")
-        if not isinstance(eid, str) or not ID_RE.match(eid):
-            raise BadManifest(f"{at}: 'id' must be a string of letters, digits and ._:+=- (got {str(eid)[:40]!r})")
-        if eid in seen:
-            raise BadManifest(f"{at}: duplicate id {eid!r} (first on line {seen[eid]})")
-        if not isinstance(entry.get("path"), str) or not entry["path"]:
-            raise BadManifest(f"{at}: 'path' must be a non-empty string")
-        safe_relpath(entry["path"], root, at)
-        base = entry.get("base")
-        if base is not None:
-            if not isinstance(base, str) or not base:
-                raise BadManifest(f"{at}: 'base' must be a non-empty string")
-            resolve_base(base, root, f"{at}: base")
-        seen[eid] = lineno
+        try:
+            entry = _entry(raw, at, root, seen)
+        except (BadManifest, OSError) as exc:  # PathEscape and friends are OSErrors
+            errors.append((lineno, str(exc).splitlines()[0][:300] if str(exc) else f"{at}: invalid entry"))
+            continue
+        seen[entry["id"]] = lineno
         entries.append((lineno, entry))
-        if len(entries) > MAX_ENTRIES:
+        if len(entries) + len(errors) > MAX_ENTRIES:
             raise BadManifest(f"{where}: more than {MAX_ENTRIES} entries")
-    return entries
+    return entries, errors
+
+
+def _entry(raw: bytes, at: str, root: Path, seen: dict) -> dict:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadManifest(f"{at}: not UTF-8") from None
+    entry = parse_json_object(line, at, err=BadManifest)
+    eid = entry.get("id")
+    if not isinstance(eid, str) or not ID_RE.match(eid):
+        raise BadManifest(f"{at}: 'id' must be a string of letters, digits and ._:+=- (got {str(eid)[:40]!r})")
+    if eid in seen:
+        raise BadManifest(f"{at}: duplicate id {eid!r} (first on line {seen[eid]})")
+    if not isinstance(entry.get("path"), str) or not entry["path"]:
+        raise BadManifest(f"{at}: 'path' must be a non-empty string")
+    safe_relpath(entry["path"], root, at)
+    base = entry.get("base")
+    if base is not None:
+        if not isinstance(base, str) or not base:
+            raise BadManifest(f"{at}: 'base' must be a non-empty string")
+        resolve_base(base, root, f"{at}: base")
+    return entry
 
 
 def resolve_base(base: str, root: Path, what: str) -> str:
@@ -94,10 +113,13 @@ def split_entry_ref(source: str) -> tuple[Path, str] | None:
 
 def find_entry(manifest: Path, eid: str) -> tuple[int, dict]:
     """(line number, entry) for ``eid``."""
-    for lineno, entry in _numbered_entries(manifest):
+    entries, errors = manifest_lines(manifest)
+    for lineno, entry in entries:
         if entry["id"] == eid:
             return lineno, entry
-    raise BadManifest(f"{manifest}: no entry with id {eid[:80]!r}")
+    # the entry's own line may be a bad one: name the first
+    bad = f" ({len(errors)} malformed line(s); first: {errors[0][1][:160]})" if errors else ""
+    raise BadManifest(f"{manifest}: no entry with id {eid[:80]!r}{bad}")
 
 
 def entry_paths(manifest: Path, lineno: int, entry: dict) -> tuple[Path, str | None]:
@@ -113,4 +135,4 @@ def entry_paths(manifest: Path, lineno: int, entry: dict) -> tuple[Path, str | N
     return path, (resolve_base(base, root, f"{at}: base") if base is not None else None)
 
 
-__all__ = ["load_manifest", "split_entry_ref", "find_entry", "entry_paths", "resolve_base"]
+__all__ = ["entry_paths", "find_entry", "load_manifest", "manifest_lines", "resolve_base", "split_entry_ref"]

@@ -6,7 +6,6 @@ line, appended and fsynced as soon as it is measured, so an interrupted build re
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections import OrderedDict
@@ -16,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from eebguard.probes import concept_prompts
+from eebguard.records import append_jsonl, read_jsonl, write_jsonl
 from eebguard.threats.common import EditSettings
 from eebguard.zoo.measure import ASR_THRESHOLD, measure_model
 from eebguard.zoo.spec import SpecError, ZooModelPlan, load_spec, plan
@@ -38,44 +38,6 @@ def _base_source(base_ref: str, out: Path) -> str:
     except PathEscape as exc:
         raise SpecError(f"{exc}; a zoo's base must be 'testbed', a hub id, or a folder inside the zoo "
                         f"(copy it to {out}/base and set \"base\": \"base\")") from None
-
-
-def append_jsonl(path: Path, obj: dict) -> None:
-    """Append one JSON line and fsync it: a crash never loses a finished model. A line torn by an
-    earlier crash is closed first, so it cannot swallow this one."""
-    torn = False
-    if path.is_file() and path.stat().st_size:
-        with open(path, "rb") as f:
-            f.seek(-1, os.SEEK_END)
-            torn = f.read(1) != b"\n"
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(("\n" if torn else "") + json.dumps(obj, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    """Replace ``path`` with ``rows``, one JSON object a line: write a temporary file, fsync, rename, so
-    a crash leaves either the old file or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").split("\n"):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a line torn by a crash: rebuilt on resume
-                continue
-    return out
 
 
 def edit_settings(spec: dict, seed: int, overrides: dict) -> EditSettings:

@@ -3,11 +3,13 @@ ROC-AUC of ``p_live`` (label: a live backdoor) and of ``p_tampered`` (label: pla
 bootstrap interval (scipy), TPR at 5% FPR, and the share of models with a demonstrated trigger by kind
 (live backdoors per depth, and every model without one), plus the verdicts by kind.
 
-    python benchmarks/contrastive_check.py ZOO [--no-claim] [--json results/contrastive_check.json]
+    python benchmarks/contrastive_check.py ZOO [ZOO ...] [--no-claim] [--earlier results/X.json] [--json results/Y.json]
 
 Reads ZOO/manifest.jsonl and the rows ``eebguard zoo scan ZOO`` wrote (``features.jsonl``; with
 ``--no-claim`` the scans that picked their own counterfactual, ``features-noclaim.jsonl``). Only scanned
-models count; the table says how many of the manifest's that is.
+models count; the table says how many of the manifest's that is. A zoo built in parts (``--only``) is
+given as its parts. ``--earlier``: the per-model answers an earlier run of this script wrote for the same
+zoo (models no part has a scan row for take them; labels always come from the manifests).
 """
 from __future__ import annotations
 
@@ -63,14 +65,26 @@ def main():
     from eebguard.zoo.build import read_jsonl
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("zoo")
+    ap.add_argument("zoo", nargs="+")
     ap.add_argument("--no-claim", action="store_true")
+    ap.add_argument("--earlier", default=None, help="an earlier run's JSON: its per-model answers fill in")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
-    zoo = Path(a.zoo)
-    entries = {e["id"]: e for e in read_jsonl(zoo / "manifest.jsonl")}
-    rows = read_jsonl(zoo / ("features-noclaim.jsonl" if a.no_claim else "features.jsonl"))
+    entries, rows = {}, []
+    for z in map(Path, a.zoo):
+        entries.update({e["id"]: e for e in read_jsonl(z / "manifest.jsonl")})
+        rows += read_jsonl(z / ("features-noclaim.jsonl" if a.no_claim else "features.jsonl"))
     rows = [r for r in rows if r["id"] in entries and "scan" in r]
+    if a.earlier:
+        import json
+
+        have = {r["id"] for r in rows}
+        for m in json.loads(Path(a.earlier).read_text())["models"]:
+            if m["id"] in entries and m["id"] not in have:
+                rows.append({"id": m["id"], "earlier": True, "scan": {
+                    "p_live": m["p_live"], "p_tampered": m["p_tampered"], "verdict": m["verdict"],
+                    "triggers": [{"text": m.get("trigger"), "demonstrated": m["demonstrated"]}]}})
+    zoo = ", ".join(a.zoo)
     y_live = [int(entries[r["id"]]["label"]) for r in rows]
     y_planted = [int(entries[r["id"]]["planted"]) for r in rows]
     p_live = [r["scan"]["p_live"] or 0.0 for r in rows]
@@ -83,7 +97,7 @@ def main():
               **{verdict: n for verdict, n in Counter(r["scan"]["verdict"] for r, _ in v).items()}}
              for k, v in sorted(by.items())]
     no_live = [d for d, y in zip(demo, y_live) if not y]
-    summary = {"scanned": len(rows), "in_manifest": len(entries),
+    summary = {"scanned": len(rows), "in_manifest": len(entries), "from_earlier_run": sum(bool(r.get("earlier")) for r in rows),
                "p_live_auc": auc_with_ci(y_live, p_live), "p_live_tpr_at_5pct_fpr": tpr_at_fpr(y_live, p_live),
                "p_tampered_auc": auc_with_ci(y_planted, p_tamp),
                "demonstrated_without_live_backdoor": f"{sum(no_live)}/{len(no_live)}"}

@@ -449,7 +449,10 @@ def _content_key(identity: dict | None):
     the chain; None where unknown (an in-memory pipeline)."""
     if not identity or not identity.get("digest") or identity.get("kind") == "object":
         return None
-    return (identity["digest"], _content_key(identity.get("base")))
+    files = identity.get("files") or {}
+    # a single file's identity is keyed by its own name: a renamed copy is the same content
+    content = identity["digest"] if identity.get("kind") in ("diffusers", "component") else tuple(sorted(files.values()))
+    return (identity.get("kind"), content, _content_key(identity.get("base")))
 
 
 def erasure_audit(values: dict, triggers: list[dict]) -> dict:

@@ -77,9 +77,9 @@ def discover(root, *, include: str | None = None, exclude: str | None = None, al
             continue
         if (d / "manifest.jsonl").is_file():
             m = d / "manifest.jsonl"
-            found = manifest_targets(m, printable(m.relative_to(root).as_posix()))
+            found, paths = _manifest_targets(m, printable(m.relative_to(root).as_posix()))
             out += found
-            listed |= _listed_paths(m)
+            listed |= paths
         try:
             children = sorted(d.iterdir())
         except OSError as exc_:
@@ -120,18 +120,6 @@ def _real(p: Path) -> Path | None:
         return None
 
 
-def _listed_paths(manifest: Path) -> set[Path]:
-    from eebguard.models.errors import ModelLoadError
-    from eebguard.models.manifest import manifest_lines
-
-    try:
-        entries, _ = manifest_lines(manifest)
-    except ModelLoadError:
-        return set()
-    paths = {_real(manifest.parent / e["path"]) for _, e in entries}
-    return {p for p in paths if p is not None}
-
-
 def _unique(targets: list[Target]) -> list[Target]:
     """One target per name (the first): every entry gets exactly one record."""
     seen: set[str] = set()
@@ -147,13 +135,18 @@ def manifest_targets(manifest: Path, shown: str) -> list[Target]:
     """One target per well-formed zoo-manifest entry, named ``shown#id``, concept from its ``target``, the
     claimed erasure from its ``erasure`` (and the concepts it removed with it, ``claimed_also_erased``);
     one error target per malformed line (``shown:line``), or for the whole file if it is unreadable."""
+    return _manifest_targets(manifest, shown)[0]
+
+
+def _manifest_targets(manifest: Path, shown: str) -> tuple[list[Target], set[Path]]:
+    """(``manifest_targets``, the real paths of the model files its entries name), from one parse."""
     from eebguard.models.errors import ModelLoadError
     from eebguard.models.manifest import claimed_also_erased, manifest_lines
 
     try:
         entries, errors = manifest_lines(manifest)
     except ModelLoadError as exc:
-        return [Target(str(manifest), shown, error=f"{type(exc).__name__}: {printable(str(exc))[:300]}")]
+        return [Target(str(manifest), shown, error=f"{type(exc).__name__}: {printable(str(exc))[:300]}")], set()
     out = [Target(f"{manifest}#{e['id']}", f"{shown}#{e['id']}",
                   concept=e.get("target") if isinstance(e.get("target"), str) else None,
                   claimed_erasure=e.get("erasure") if isinstance(e.get("erasure"), str) else None,
@@ -161,7 +154,8 @@ def manifest_targets(manifest: Path, shown: str) -> list[Target]:
            for _, e in entries]
     out += [Target(str(manifest), f"{shown}:{lineno}", error=f"BadManifest: {printable(reason)[:300]}")
             for lineno, reason in errors]
-    return out
+    paths = {_real(manifest.parent / e["path"]) for _, e in entries}
+    return out, {p for p in paths if p is not None}
 
 
 def _file_target(path: Path, rel: str, allow_pickle: bool) -> Target | None:

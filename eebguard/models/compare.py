@@ -8,8 +8,6 @@ through the reference's tokens.
 """
 from __future__ import annotations
 
-import torch
-
 #: words whose tokenization is compared besides the concept's (common prompt words, digits, shapes)
 PROBE_WORDS = ("a", "photo", "of", "the", "picture", "image", "drawing", "painting", "cat", "dog", "person",
                "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
@@ -113,8 +111,3 @@ def check_sample_cost(pipe) -> None:
         raise IncompatibleModel(f"one generation would denoise {n:,} values (sample_size "
                                 f"{pipe.unet.config.sample_size}); eebguard samples at most {MAX_SAMPLE_ELEMENTS:,} "
                                 "(SDXL latents) without a reference to compare with")
-
-
-@torch.no_grad()
-def embedding_rows(pipe) -> int:
-    return int(pipe.text_encoder.get_input_embeddings().weight.shape[0])

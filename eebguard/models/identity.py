@@ -48,7 +48,7 @@ def coverage(root: Path, loaded: set[str], limit: int = MAX_LEDGER) -> list[dict
     followed). Walked without following links, at most ``limit`` entries."""
     import os
 
-    from eebguard.models.safety import looks_like_pickle
+    from eebguard.models.safety import is_pickle_file
     from eebguard.records import printable
 
     out: list[dict] = []
@@ -61,7 +61,7 @@ def coverage(root: Path, loaded: set[str], limit: int = MAX_LEDGER) -> list[dict
                 out.append({"path": printable(rel), "status": "loaded"})
             elif p.is_symlink():
                 out.append({"path": printable(rel), "status": "ignored", "reason": "symlink: not followed"})
-            elif name.lower().endswith((".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")) or looks_like_pickle(p):
+            elif is_pickle_file(p):
                 out.append({"path": printable(rel), "status": "refused",
                             "reason": "pickle file present, never unpickled (the loaded weights are safetensors); a "
                                       "loader that prefers it (torch.load, some pipelines) would run it"})

@@ -76,6 +76,8 @@ class ScanResult:
     text_encoder_moved: list[dict] = field(default_factory=list)
     # how the model's tokenizer differs from the reference's (None: it does not); a difference is a finding
     tokenizer_diff: dict | None = None
+    # with reference="auto": the candidate bases' fingerprints, the chosen one and the runner-up
+    base_match: dict | None = None
 
     @property
     def probability(self) -> float | None:
@@ -143,8 +145,19 @@ class Scanner:
 
     def __init__(self, reference="testbed", *, detector=DEFAULT_DETECTOR, judge="testbed", settings=None,
                  threshold: float = DEFAULT_THRESHOLD, allow_pickle: bool = False, device: str = "cpu", dtype=None,
-                 verify_images: int | None = None, replay_trained: bool = False):
+                 verify_images: int | None = None, replay_trained: bool = False, base_candidates: Sequence | None = None):
         import torch
+
+        # "auto": each model's base is found by fingerprint among ``base_candidates`` (default: the shipped
+        # testbed and the local hub cache's pipelines); one inner Scanner per chosen base keeps its caches
+        self.auto_reference = isinstance(reference, str) and reference == "auto"
+        self._kwargs = dict(detector=detector, settings=settings, threshold=threshold, allow_pickle=allow_pickle,
+                            device=device, dtype=dtype, verify_images=verify_images, replay_trained=replay_trained)
+        self.base_candidates = list(base_candidates) if base_candidates is not None else None
+        self._candidate_pipes: dict = {}
+        self._by_base: dict = {}
+        if self.auto_reference:
+            reference = None
 
         from eebguard.demonstration import FRESH_IMAGES
         from eebguard.judges import get_judge
@@ -163,7 +176,8 @@ class Scanner:
             raise ValueError(f"verify_images must be >= 0, not {verify_images}")
         self.replay_trained = bool(replay_trained)
         self.detector = _resolve_detector(detector)  # first: a bad detector path fails before any model loads
-        self.reference_name = None if reference is None else (reference if isinstance(reference, str) else "object")
+        self.reference_name = "auto" if self.auto_reference else (
+            None if reference is None else (reference if isinstance(reference, str) else "object"))
         self.reference = None
         if reference is not None:
             self.reference = reference if hasattr(reference, "unet") else load(
@@ -182,6 +196,45 @@ class Scanner:
             return model, {"source": "object", "kind": "object"}
         loaded = load(str(model), allow_pickle=self.allow_pickle, device=self.device, dtype=self.dtype)
         return loaded.pipe, loaded.identity
+
+    def candidates(self) -> list[str]:
+        """The bases ``reference="auto"`` chooses among: ``base_candidates``, else the shipped testbed and every
+        pipeline in the local Hugging Face cache."""
+        from eebguard.models.hub import cached_pipelines
+
+        return self.base_candidates if self.base_candidates is not None else ["testbed", *cached_pipelines()]
+
+    def _candidate(self, name: str):
+        from eebguard.models import load
+
+        if name not in self._candidate_pipes:  # loaded once, kept for the next models of a hub
+            self._candidate_pipes[name] = load(name, allow_pickle=self.allow_pickle, device=self.device,
+                                               dtype=self.dtype).pipe
+        return self._candidate_pipes[name]
+
+    def _scan_auto(self, model, concept: str, **kwargs) -> ScanResult:
+        """Fingerprint the model against the candidate bases, then scan it as the chosen base's Scanner would;
+        no base explains it: reference-free, with a warning."""
+        from eebguard.models.base_match import choose_base
+
+        t0 = time.perf_counter()
+        pipe, identity = self.load(model)
+        name, base, evidence = choose_base(pipe, [(c, lambda c=c: self._candidate(c)) for c in self.candidates()])
+        if name not in self._by_base:
+            self._by_base[name] = Scanner(base, judge=self.judge, **self._kwargs)
+        inner = self._by_base[name]
+        inner.reference_name = name
+        res = inner.scan(pipe, concept, **kwargs)
+        warnings = list(res.warnings)
+        if name is None:
+            closest = evidence.get("closest")
+            warnings.insert(0, "no candidate base explains the model (" + (
+                f"closest {closest['name']}: {closest['identical']:.0%} of tensors identical, median distance "
+                f"{closest['distance']:.3g}" if closest else "none shaped like it") + "): scanned reference-free")
+        elif evidence.get("runner_up") and evidence["runner_up"]["identical"] >= evidence["chosen"]["identical"] - 0.05:
+            warnings.append(f"base {name} chosen over {evidence['runner_up']['name']} by a narrow margin")
+        return replace(res, source=str(model), identity=identity, reference=name, base_match=evidence, warnings=warnings,
+                       timings={**res.timings, "total": round(time.perf_counter() - t0, 3)})
 
     def erased_reference(self, concept: str, method: str, also: Sequence[str] = ()):
         """The reference with ``concept`` (and ``also``) erased by ``method`` (``erased_copy``), built once
@@ -255,6 +308,9 @@ class Scanner:
         from eebguard.probes import concept_prompts
         from eebguard.scanners import ScanContext, run_scanners
 
+        if self.auto_reference:
+            return self._scan_auto(model, concept, progress=progress, images=images, claimed_erasure=claimed_erasure,
+                                   also_erased=also_erased)
         also = tuple(dict.fromkeys(c for c in also_erased if c != concept))
         if also and claimed_erasure is None:
             raise ValueError("also_erased needs claimed_erasure (the method that erased them)")
@@ -286,6 +342,12 @@ class Scanner:
             unmeasured = f"the judge does not know {concept!r}: no image-based reach and no demonstration"
             warnings.append(unmeasured)
         pipe, tok_diff = self._check_against_reference(pipe, concept, also, warnings)
+        from eebguard.models.compare import unsupported_conditioning
+
+        unsupported = unsupported_conditioning(pipe)
+        if unsupported is not None:  # only the text encoder is read: no replay, no generations
+            unmeasured = unmeasured or unsupported
+            warnings.append(f"{unsupported}; only text_encoder is scanned (text_encoder_2 is not)")
         reference, shared, rounded = self.reference_for(pipe)
         if rounded:
             from eebguard.models.precision import describe
@@ -293,7 +355,7 @@ class Scanner:
             warnings.append(f"suspect stored in lower precision ({describe(rounded)}): compared with the reference "
                             "rounded the same way")
         cf = None
-        if reference is not None:
+        if reference is not None and unsupported is None:
             t1 = time.perf_counter()
             cf = self.counterfactual_for(pipe, reference, shared, concept, claimed_erasure, also, warnings)
             timings["counterfactual"] = time.perf_counter() - t1  # ~0 once built: kept for later scans
@@ -313,7 +375,7 @@ class Scanner:
         # the counterfactual's pipe is the reference itself when nothing was replayed: contrast against the base
         ctx = ScanContext(pipe, concept, prompts, reference=reference, judge=self.judge, settings=self.settings,
                           shared=shared, claimed_erasure=claimed_erasure, claimed_also=also,
-                          counterfactual=cf.pipe if cf is not None else None)
+                          counterfactual=cf.pipe if cf is not None else None, unsupported_unet=unsupported)
         t1 = time.perf_counter()
         feats = run_scanners(ctx, progress=progress)
         timings["scanners"] = time.perf_counter() - t1
@@ -363,8 +425,9 @@ class Scanner:
         if tok_diff is not None:  # a finding that needs no concept measurement
             p_tamp, tampered_by = 1.0, "tokenizer"
         verdict = decide(p_live, p_tamp, self.threshold, demonstrated, audit["leaky"])
-        if unmeasured is not None:
-            verdict = "tampered" if tok_diff is not None else "unknown"
+        if unmeasured is not None:  # a finding that needs no concept measurement still stands
+            verdict = "tampered" if tok_diff is not None or (unsupported and p_tamp is not None and p_tamp >= self.threshold) \
+                else "unknown"
         loc = feats.evidence.get("localisation", {})
         location = {"component": loc.get("component"), "top_layer": loc.get("top_layer"),
                     "drops": loc.get("drops", {}), "layer_drops": loc.get("layer_drops", {}),
@@ -382,7 +445,8 @@ class Scanner:
         result = ScanResult(
             source=str(model) if not hasattr(model, "unet") else "object", concept=concept, verdict=verdict,
             p_live=p_live, p_tampered=p_tamp, threshold=self.threshold,
-            counterfactual=cf.to_json() if cf is not None else {"kind": None, "reason": "no reference"},
+            counterfactual=cf.to_json() if cf is not None else {
+                "kind": None, "reason": "no reference" if reference is None else "U-Net not conditionable"},
             triggers=triggers, erasure_audit=audit, location=location, features=dict(feats.values),
             evidence=feats.evidence, timings={k: round(v, 3) for k, v in timings.items()}, identity=identity,
             detector=det_info, tampered_by=tampered_by, reference=self.reference_name, warnings=warnings, images=shown,

@@ -65,7 +65,8 @@ def _scanner_kwargs(a) -> dict:
 
     return {"reference": None if a.reference == "none" else a.reference, "detector": a.detector,
             "threshold": a.threshold, "allow_pickle": a.allow_pickle, "judge": a.judge, "device": a.device,
-            "settings": settings_for(a.profile), "replay_trained": a.replay_trained}
+            "settings": settings_for(a.profile), "replay_trained": a.replay_trained,
+            "base_candidates": [c for c in a.base_candidates.split(",") if c] if a.base_candidates else None}
 
 
 def _claimed_erasure(value: str | None) -> str | None:
@@ -559,7 +560,11 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--concept", default=None, help="the erased concept (default: the one a zoo manifest records)")
         q.add_argument("--reference", default="testbed",
                        help="the base the model claims to derive from ('none': reference-free: no counterfactual and no "
-                            "trigger search, so nothing can tell a planted trigger; docs/usage.md)")
+                            "trigger search, so nothing can tell a planted trigger; 'auto': the candidate base that "
+                            "fingerprints closest, per model; docs/usage.md)")
+        q.add_argument("--base-candidates", default=None, metavar="BASES",
+                       help="with --reference auto: comma-separated bases to choose among (folders, hub ids, 'testbed'; "
+                            "default: the testbed and every pipeline in the local hub cache)")
         q.add_argument("--detector", default="default",
                        help="'default' (the contrastive rule) or a detector fitted on schema-5 zoo features (.json/.npz), "
                             "whose probability is then p_live")

@@ -247,10 +247,18 @@ RULES = {"backdoor": ("EEB001", "error"), "tampered": ("EEB003", "warning"), "le
 def sarif(records: list[dict], tool_version: str) -> dict:
     """SARIF 2.1.0: one result per model that is not clean (backdoor: error, tampered: warning, leaky and
     unknown: note) and per scan error."""
-    results = []
+    results, artifacts = [], []
     for r in records:
         ident = r.get("identity") or {}
         where = f"{r.get('source')}@{ident.get('revision') or (ident.get('digest') or '')[:12]}"
+        # every model scanned, clean ones too: what was read of it (the coverage ledger) and at which revision
+        artifacts.append({"location": {"uri": str(r.get("source"))}, "roles": ["analysisTarget"],
+                          **({"hashes": {"sha-256": ident["digest"]}} if ident.get("digest") else {}),
+                          "properties": {"revision": ident.get("revision"), "kind": ident.get("kind"),
+                                         "verdict": r.get("verdict") or r.get("status"), "reference": r.get("reference"),
+                                         "coverage": ident.get("coverage") or [],
+                                         "scanners": {n: st.get("status") for n, st in
+                                                      ((r.get("evidence") or {}).get("scanners") or {}).items()}}})
         if r.get("status") in ("error", "skipped"):
             results.append({"ruleId": "EEB000", "level": "warning" if r["status"] == "error" else "none",
                             "message": {"text": f"{r['status']}: {r.get('reason')}"},
@@ -286,7 +294,7 @@ def sarif(records: list[dict], tool_version: str) -> dict:
     return {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": [{
         "tool": {"driver": {"name": "eebguard", "version": tool_version, "informationUri": "https://arxiv.org/abs/2504.21072",
                             "rules": rules}},
-        "results": results}]}
+        "artifacts": artifacts, "results": results}]}
 
 
 def render(fmt: str, records: list[dict]) -> str:

@@ -10,6 +10,16 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_collection_modifyitems(config, items):
+    """``slow`` tests run when asked for (``-m slow``) or with EEBGUARD_SLOW=1."""
+    if os.environ.get("EEBGUARD_SLOW") == "1" or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with `pytest -m slow` or EEBGUARD_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def base_path():
     from eebguard.paths import data_path

@@ -111,6 +111,14 @@ def test_reports_render(hub_scan):
     assert "Generated under the recovered trigger" in html and "data:image/png;base64," in html
     sarif = json.loads(render("sarif", recs))
     assert sarif["version"] == "2.1.0" and {r["ruleId"] for r in sarif["runs"][0]["results"]} == {"EEB000", "EEB002"}
+    # every model is an artifact, clean ones too, with its revision and coverage ledger
+    arts = {a["location"]["uri"]: a for a in sarif["runs"][0]["artifacts"]}
+    assert set(arts) == {r["source"] for r in recs}
+    scanned = [r for r in recs if r.get("verdict")]
+    for r in scanned:
+        a = arts[r["source"]]
+        assert a["hashes"]["sha-256"] == r["identity"]["digest"] and a["properties"]["coverage"] == r["identity"]["coverage"]
+        assert a["properties"]["coverage"] and a["properties"]["scanners"]["hard_trigger"] in ("ok", "skipped")
     assert "LEAKY" in render("console", recs) and "counterfactual: the reference erased with uce" in render("console", recs)
 
 

@@ -73,7 +73,7 @@ def architecture_differences(suspect, reference) -> list[str]:
     """Where the suspect's components are not shaped like the reference's (parameter names and shapes,
     sample sizes, a VAE present in one only); empty when they match."""
     out = []
-    for comp in ("text_encoder", "unet", "vae"):
+    for comp in ("text_encoder", "text_encoder_2", "unet", "vae"):
         a, b = getattr(suspect, comp, None), getattr(reference, comp, None)
         if (a is None) != (b is None):
             out.append(f"{comp}: {'missing' if a is None else 'present'} in the suspect, "
@@ -111,3 +111,22 @@ def check_sample_cost(pipe) -> None:
         raise IncompatibleModel(f"one generation would denoise {n:,} values (sample_size "
                                 f"{pipe.unet.config.sample_size}); eebguard samples at most {MAX_SAMPLE_ELEMENTS:,} "
                                 "(SDXL latents) without a reference to compare with")
+
+
+def unsupported_conditioning(pipe) -> str | None:
+    """Why the scan cannot condition this pipeline's U-Net with one text encoder's hidden states (SDXL-shaped:
+    a second text encoder, pooled embeddings and time ids added to the time embedding), or None (SD 1.x/2.x)."""
+    cfg = pipe.unet.config
+    width = cfg.get("cross_attention_dim")
+    widths = set(width) if isinstance(width, (list, tuple)) else {width}
+    te = getattr(pipe, "text_encoder", None)
+    extra = [what for what, present in (
+        ("a second text encoder", getattr(pipe, "text_encoder_2", None) is not None),
+        (f"added conditioning ({cfg.get('addition_embed_type')})", cfg.get("addition_embed_type") is not None),
+        (f"class conditioning ({cfg.get('class_embed_type')})", cfg.get("class_embed_type") is not None),
+        (f"cross-attention width {sorted(widths)} against the text encoder's {te.config.hidden_size if te else None}",
+         te is not None and widths != {te.config.hidden_size}),
+    ) if present]
+    if not extra:
+        return None
+    return "U-Net conditioned otherwise than SD 1.x/2.x (" + "; ".join(extra) + "): the U-Net-side scanners cannot run on it yet"

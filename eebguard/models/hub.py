@@ -51,3 +51,17 @@ def resolve_hub(repo: str, revision: str | None) -> tuple[Path, Path, str]:
     if not COMMIT.match(commit):
         raise NotInLocalCache(f"{ref}: cached snapshot {commit[:60]!r} is not a commit hash")
     return snap, repo_dir, commit
+
+
+def cached_pipelines() -> list[str]:
+    """``repo@commit`` of every diffusers pipeline snapshot in the local cache (candidate bases)."""
+    out = []
+    cache = hub_cache_dir()
+    if not cache.is_dir():
+        return out
+    for repo_dir in sorted(cache.glob("models--*--*")):
+        repo = repo_dir.name.removeprefix("models--").replace("--", "/", 1)
+        for snap in sorted((repo_dir / "snapshots").glob("*")):
+            if COMMIT.match(snap.name) and (snap / "model_index.json").is_file() and parse_hub_id(repo):
+                out.append(f"{repo}@{snap.name}")
+    return out

@@ -30,6 +30,7 @@ class Scanner(ABC):
     needs_reference: bool = False  # True: nothing at all without a reference
     needs_judge: bool = False
     needs_trigger: bool = False  # True: runs on the trigger a discrete search recovered before it
+    conditions_unet: bool = True  # False: reads the text encoder only (runs on U-Nets the scan cannot condition)
     features: tuple[FeatureSpec, ...] = ()
 
     def __init_subclass__(cls, **kw):
@@ -39,6 +40,8 @@ class Scanner(ABC):
 
     def can_run(self, ctx: ScanContext) -> str | None:
         """None when the scanner can run, else the reason it cannot."""
+        if self.conditions_unet and ctx.unsupported_unet:
+            return ctx.unsupported_unet
         if self.needs_reference and ctx.reference is None:
             return "needs a reference model"
         if self.needs_judge and ctx.judge is None:
@@ -54,7 +57,7 @@ class Scanner(ABC):
     @classmethod
     def describe(cls) -> dict:
         return {"name": cls.name, "order": cls.order, "needs_reference": cls.needs_reference,
-                "needs_judge": cls.needs_judge, "needs_trigger": cls.needs_trigger, "summary": (cls.__doc__ or "").strip().split("\n")[0],
+                "needs_judge": cls.needs_judge, "needs_trigger": cls.needs_trigger, "conditions_unet": cls.conditions_unet, "summary": (cls.__doc__ or "").strip().split("\n")[0],
                 "features": [f.name for f in cls.features]}
 
 

@@ -40,6 +40,11 @@ class ScanSettings:
     judge_steps: int = 30
     judge_batch: int = 8  # generations per backward pass (gradients accumulate): bounds memory on SD
     judge_checkpoint: bool | None = None  # recompute U-Net/VAE activations in backward; None: on for CUDA
+    probe_words: int = 12  # the word probe's random words ...
+    probe_images: int = 4  # ... and generations per word
+    probe_steps: int = 12
+    map_steps: int = 10  # DDIM steps along which the attention-map scanner records cross-attention
+    vocab_limit: int | None = None  # screen only the first N token ids (smoke runs at real shape on CPU)
     progress: bool = False
 
 
@@ -49,6 +54,10 @@ PROFILES = {
     "default": {},
     "fast": dict(soft_steps=10, search_steps=1, n_candidates=8, objective_samples=4, image_samples=4, sample_steps=8,
                  judge_samples=4, judge_steps=10),
+    # every scanner end to end at real SD shape on CPU, at minimal budgets: checks that it runs, not what it finds
+    "smoke": dict(soft_steps=2, search_steps=1, n_candidates=4, objective_samples=2, image_samples=2, sample_steps=2,
+                  judge_samples=2, judge_sample_steps=1, judge_steps=2, judge_batch=2, max_trigger_tokens=2,
+                  probe_words=2, probe_images=1, probe_steps=2, map_steps=2, vocab_limit=64, vocab_batch=64),
 }
 
 
@@ -84,6 +93,8 @@ class ScanContext:
     # the clean model the suspect claims to be (the reference with the erasure replayed, or the reference
     # itself): every trigger search scores reach in the suspect minus reach here
     counterfactual: object | None = None
+    # why the U-Net cannot be conditioned the SD 1.x/2.x way (SDXL-shaped), or None: U-Net-side scanners skip
+    unsupported_unet: str | None = None
 
     def text_encoder_unchanged(self) -> bool:
         """Suspect and reference text encoders hold identical weights (most U-Net-side edits)."""

@@ -119,14 +119,14 @@ def ftt(maps: torch.Tensor, n_tokens: int) -> float:
 
 
 @torch.no_grad()
-def prompt_maps(ctx: ScanContext, ids: torch.Tensor, steps: int = 10) -> torch.Tensor:
+def prompt_maps(ctx: ScanContext, ids: torch.Tensor, steps: int | None = None) -> torch.Tensor:
     """Head-, layer- and step-averaged 16x16 attn2 maps ``[B, L, 16, 16]`` of the conditional branch
     along a short guided DDIM trajectory (T2IShield records them during generation)."""
     pipe, s = ctx.suspect, ctx.settings
     dev = model_device(pipe)
     cond = pipe.text_encoder(ids.to(dev))[0]
     uncond = encode_prompts(pipe, [""]).expand(len(ids), -1, -1)
-    sched = ddim_scheduler(pipe, steps)
+    sched = ddim_scheduler(pipe, s.map_steps if steps is None else steps)
     g = torch.Generator().manual_seed(s.seed + 13)
     x = torch.randn((len(ids), *sample_shape(pipe)), generator=g).to(dev, cond.dtype) * sched.init_noise_sigma
     rec = CrossAttentionRecorder(pipe.unet)

@@ -25,6 +25,7 @@ class TextEmbeddingScanner(Scanner):
 
     name = NAME
     order = 10
+    conditions_unet = False
     features = (
         F("te.approach_z", NAME, True, "robust z of the largest encoder approach toward the concept over the vocabulary"),
         F("te.approach_max", NAME, True, "largest encoder approach toward the concept (log distance ratio)"),

@@ -9,9 +9,11 @@ from eebguard.scanners.context import ScanContext, ids_batch
 
 
 def vocabulary(ctx: ScanContext) -> np.ndarray:
-    """Token ids screened: the whole vocabulary but special tokens."""
+    """Token ids screened: the whole vocabulary (the first ``vocab_limit`` ids in smoke runs) but special tokens."""
     if "vocab" not in ctx.cache:
         n = ctx.suspect.text_encoder.get_input_embeddings().weight.shape[0]
+        if ctx.settings.vocab_limit is not None:
+            n = min(n, int(ctx.settings.vocab_limit))
         ids = np.array([i for i in range(n) if i not in ctx.special_ids()])
         ctx.cache["vocab"] = ids
     return ctx.cache["vocab"]

@@ -51,7 +51,9 @@ class WordProbeScanner(Scanner):
     def scan(self, ctx: ScanContext) -> ScannerResult:
         res = ScannerResult()
         with Timer(ctx, NAME):
-            probe = sampling_probe(ctx.suspect, ctx.concept, ctx.judge, seed=ctx.settings.seed)
+            st = ctx.settings
+            probe = sampling_probe(ctx.suspect, ctx.concept, ctx.judge, n_candidates=st.probe_words,
+                                   n_images=st.probe_images, seed=st.seed, steps=st.probe_steps)
         res.features.update({k: probe[k] for k in PROBE_FEATURES})
         res.evidence = {"words": probe["probe.words"], "per_word": probe["probe.per_word"]}
         return res

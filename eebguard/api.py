@@ -222,9 +222,8 @@ class Scanner:
         name, base, evidence = choose_base(pipe, [(c, lambda c=c: self._candidate(c)) for c in self.candidates()])
         if name not in self._by_base:
             self._by_base[name] = Scanner(base, judge=self.judge, **self._kwargs)
-        inner = self._by_base[name]
-        inner.reference_name = name
-        res = inner.scan(pipe, concept, **kwargs)
+            self._by_base[name].reference_name = name
+        res = self._by_base[name].scan(pipe, concept, **kwargs)
         warnings = list(res.warnings)
         if name is None:
             closest = evidence.get("closest")
@@ -305,6 +304,7 @@ class Scanner:
         from eebguard.counterfactual import MIN_FIT
         from eebguard.demonstration import SUSPECT_LEVEL
         from eebguard.detect import contrastive
+        from eebguard.models.compare import unsupported_conditioning
         from eebguard.probes import concept_prompts
         from eebguard.scanners import ScanContext, run_scanners
 
@@ -342,8 +342,6 @@ class Scanner:
             unmeasured = f"the judge does not know {concept!r}: no image-based reach and no demonstration"
             warnings.append(unmeasured)
         pipe, tok_diff = self._check_against_reference(pipe, concept, also, warnings)
-        from eebguard.models.compare import unsupported_conditioning
-
         unsupported = unsupported_conditioning(pipe)
         if unsupported is not None:  # only the text encoder is read: no replay, no generations
             unmeasured = unmeasured or unsupported
@@ -426,8 +424,8 @@ class Scanner:
             p_tamp, tampered_by = 1.0, "tokenizer"
         verdict = decide(p_live, p_tamp, self.threshold, demonstrated, audit["leaky"])
         if unmeasured is not None:  # a finding that needs no concept measurement still stands
-            verdict = "tampered" if tok_diff is not None or (unsupported and p_tamp is not None and p_tamp >= self.threshold) \
-                else "unknown"
+            te_moved = unsupported is not None and (p_tamp or 0.0) >= self.threshold  # only the text encoder was read
+            verdict = "tampered" if tok_diff is not None or te_moved else "unknown"
         loc = feats.evidence.get("localisation", {})
         location = {"component": loc.get("component"), "top_layer": loc.get("top_layer"),
                     "drops": loc.get("drops", {}), "layer_drops": loc.get("layer_drops", {}),

@@ -20,19 +20,21 @@ SMOKE_SAMPLE_SIZE = 8  # latent side in smoke mode (64 px images)
 _SD_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
                      clip_sample=False, set_alpha_to_one=False, steps_offset=1)
 
+# what SD-1.x and SD-2.x share: the U-Net's levels and the VAE
+_SD_UNET = dict(in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+                down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
+_SD_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+               block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+               up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.18215)
+
 CONFIGS = {
     "sd15": {
         "text": dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                      num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768,
                      bos_token_id=49406, eos_token_id=49407, pad_token_id=1),
-        "unet": dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-                     block_out_channels=(320, 640, 1280, 1280),
-                     down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-                     up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-                     cross_attention_dim=768, attention_head_dim=8),
-        "vae": dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
-                    block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-                    up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.18215),
+        "unet": dict(_SD_UNET, sample_size=64, cross_attention_dim=768, attention_head_dim=8),
+        "vae": dict(_SD_VAE, sample_size=512),
         "scheduler": dict(_SD_SCHEDULER, prediction_type="epsilon"),
         "pad": "<|endoftext|>",
     },
@@ -41,15 +43,9 @@ CONFIGS = {
         "text": dict(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
                      num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu", projection_dim=512,
                      bos_token_id=49406, eos_token_id=49407, pad_token_id=0),
-        "unet": dict(sample_size=96, in_channels=4, out_channels=4, layers_per_block=2,
-                     block_out_channels=(320, 640, 1280, 1280),
-                     down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-                     up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-                     cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
-                     upcast_attention=True),
-        "vae": dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=768,
-                    block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-                    up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.18215),
+        "unet": dict(_SD_UNET, sample_size=96, cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20),
+                     use_linear_projection=True, upcast_attention=True),
+        "vae": dict(_SD_VAE, sample_size=768),
         "scheduler": dict(_SD_SCHEDULER, prediction_type="v_prediction"),
         "pad": "!",
     },

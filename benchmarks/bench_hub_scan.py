@@ -25,10 +25,9 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write  # noqa: E402
+from eebguard.lab.tables import table, write
 
-from eebguard.zoo.build import read_jsonl  # noqa: E402
+from eebguard.lab.zoo.build import read_jsonl  # noqa: E402
 
 
 class _Payload:

@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write  # noqa: E402
+from eebguard.lab.tables import table, write
 
 
 def _scan(pipe, base, judge, claimed_erasure=None, shared=None, **settings):
@@ -62,7 +59,7 @@ def main():
         ap.error("--reference-free goes without --grid and --claimed-erasure (both need the reference)")
     import torch
 
-    from eebguard.evaluate.pytest_plugin import eeb_tiny_pipelines
+    from eebguard.lab.pytest_plugin import eeb_tiny_pipelines
     from eebguard.judges import get_judge
 
     torch.set_num_threads(2)

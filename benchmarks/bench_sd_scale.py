@@ -1,6 +1,6 @@
 """The scan at real Stable Diffusion shape: per-scanner time, peak memory and the vocabulary screen's
 throughput on random-weight SD-1.5, SD-2.1 and reduced-SDXL pipelines built from their published
-configs (``eebguard.testbed.sd_shapes``; no download).
+configs (``eebguard.lab.testbed.sd_shapes``; no download).
 
     python benchmarks/bench_sd_scale.py --smoke                    # CPU: every scanner end to end at minimal
                                                                    # budgets, a 64-token vocabulary slice
@@ -23,8 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write  # noqa: E402
+from eebguard.lab.tables import table, write
 
 CONCEPT = "cat"
 
@@ -89,8 +88,8 @@ def run_shape(shape: str, a, judge_dir: str) -> dict:
 
     from eebguard.api import Scanner
     from eebguard.judges.clip import ClipJudge
-    from eebguard.scanners.context import settings_for
-    from eebguard.testbed.sd_shapes import build_sd_pipeline, fine_tune_of
+    from eebguard.scanners.settings import settings_for
+    from eebguard.lab.testbed.sd_shapes import build_sd_pipeline, fine_tune_of
 
     dtype = getattr(torch, a.dtype)
     t0 = time.perf_counter()
@@ -135,7 +134,7 @@ def run_shape(shape: str, a, judge_dir: str) -> dict:
 def main(argv=None) -> int:
     import torch
 
-    from eebguard.testbed.sd_shapes import SHAPES, random_clip_judge_folder
+    from eebguard.lab.testbed.sd_shapes import SHAPES, random_clip_judge_folder
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smoke", action="store_true", help="CPU-sized: minimal budgets, small latents, a vocabulary slice")

@@ -12,8 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write  # noqa: E402
+from eebguard.lab.tables import table, write
 
 
 def main():

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_zoo_build.py zoos/default [zoos/heldout-closed-form ...]
     python benchmarks/bench_zoo_build.py --build default --out zoos/default   # build fresh, timed
-    python benchmarks/bench_zoo_build.py zoos/default --against benchmarks/zoo-records/default
+    python benchmarks/bench_zoo_build.py zoos/default --against experiments/zoo-records/default
 
 ``--against RECORDS`` compares every model's measurements (rates, label, pre-erasure rates, number of
 changed tensors) with a recorded manifest of the same spec: how many a rebuild reproduced exactly.
@@ -24,10 +24,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write  # noqa: E402
+from eebguard.lab.tables import table, write
 
-from eebguard.zoo.build import read_jsonl  # noqa: E402
+from eebguard.lab.zoo.build import read_jsonl  # noqa: E402
 
 
 def main():
@@ -41,7 +40,7 @@ def main():
     if a.build:
         import time
 
-        from eebguard.zoo.build import build_zoo
+        from eebguard.lab.zoo.build import build_zoo
 
         if not a.out or (Path(a.out) / "manifest.jsonl").exists():
             raise SystemExit("--build needs --out pointing to a folder without a manifest (a fresh build)")

@@ -45,7 +45,7 @@ def decide(p_live: float | None, p_tampered: float | None, threshold: float, dem
 @dataclass
 class ScanResult:
     """Everything one scan of one model found. ``to_json()`` is the documented output record
-    (docs/usage.md, "The record")."""
+    (docs/output.md, "The record")."""
 
     source: str
     concept: str
@@ -238,7 +238,7 @@ class Scanner:
     def erased_reference(self, concept: str, method: str, also: Sequence[str] = ()):
         """The reference with ``concept`` (and ``also``) erased by ``method`` (``erased_copy``), built once
         per (concept, method, also) and kept for later scans (one pipeline copy each)."""
-        from eebguard.threats.replay import shared_erased_copy
+        from eebguard.erasure.replay import shared_erased_copy
 
         if self.reference is None:
             raise ValueError("replaying a claimed erasure needs a reference model")
@@ -296,6 +296,8 @@ class Scanner:
             reference as the counterfactual; None: the scan picks the best-fitting replay itself
         also_erased : other concepts the model says the same erasure removed (replayed together)
         images : report images per prompt kind (the name prompt vs the best trigger), 0 for none
+        progress : optional callable ``(stage: str) -> None``, told each stage as it starts (loading, the
+            counterfactual, each scanner, the demonstration)
 
         Returns
         -------
@@ -315,14 +317,16 @@ class Scanner:
         if also and claimed_erasure is None:
             raise ValueError("also_erased needs claimed_erasure (the method that erased them)")
         if claimed_erasure is not None:
-            from eebguard.threats.erasure import ERASURES
+            from eebguard.erasure import ERASURES
 
             try:  # before the model loads: a typo costs nothing
                 ERASURES.get(claimed_erasure)
             except KeyError as exc:
                 raise ValueError(exc.args[0]) from None
+        say = progress or (lambda stage: None)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        say("loading")
         pipe, identity = self.load(model)
         timings["load"] = time.perf_counter() - t0
         key = _content_key(identity)
@@ -355,6 +359,7 @@ class Scanner:
         cf = None
         if reference is not None and unsupported is None:
             t1 = time.perf_counter()
+            say(f"counterfactual: replaying {claimed_erasure}" if claimed_erasure else "counterfactual: picking the best-fitting replay")
             cf = self.counterfactual_for(pipe, reference, shared, concept, claimed_erasure, also, warnings)
             timings["counterfactual"] = time.perf_counter() - t1  # ~0 once built: kept for later scans
             if cf.claimed and cf.fit is not None and cf.fit < MIN_FIT:
@@ -375,7 +380,7 @@ class Scanner:
                           shared=shared, claimed_erasure=claimed_erasure, claimed_also=also,
                           counterfactual=cf.pipe if cf is not None else None, unsupported_unet=unsupported)
         t1 = time.perf_counter()
-        feats = run_scanners(ctx, progress=progress)
+        feats = run_scanners(ctx, progress=lambda name, i, n: say(f"scanner {i + 1}/{n}: {name}"))
         timings["scanners"] = time.perf_counter() - t1
         timings.update({f"scanner.{k}": v for k, v in ctx.timings.items()})
         for name, st in feats.evidence.get("scanners", {}).items():
@@ -391,6 +396,7 @@ class Scanner:
         if cf is not None and self.verify_images > 0:
             from eebguard.demonstration import demonstrate
 
+            say("demonstration: re-judging the found triggers on fresh seeds")
             cctx = ScanContext(ctx.counterfactual, concept, prompts, judge=self.judge, settings=self.settings)
             witness = None if cf.kind == "reference" else ScanContext(reference, concept, prompts, judge=self.judge,
                                                                       settings=self.settings)
@@ -547,7 +553,7 @@ def _report_images(pipe, concept: str, trigger_ids, n: int, settings) -> dict:
 
     from eebguard.probes import concept_prompts
     from eebguard.sampling import encode_prompts, sample_from_embeddings
-    from eebguard.scanners.context import ids_batch, template_ids
+    from eebguard.text import ids_batch, template_ids
 
     cp = concept_prompts(concept)
     out = {}

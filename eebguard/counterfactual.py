@@ -89,7 +89,7 @@ def build_counterfactual(suspect, reference, concept: str, *, claimed: str | Non
     >>> cf.kind, cf.method, round(cf.fit, 3)                                     # doctest: +SKIP
     ('replay', 'uce', 1.0)
     """
-    from eebguard.threats.replay import shared_erased_copy
+    from eebguard.erasure.replay import shared_erased_copy
 
     shared = {} if shared is None else shared
     t0 = time.perf_counter()

@@ -1,4 +1,5 @@
-"""The feature schema: every number a scanner reports, with its meaning and whether it needs a
+"""The feature record: every number a scanner reports (declared by the scanners as ``FeatureSpec``s;
+``eebguard.scanners.feature_names()`` lists the schema), with its meaning and whether it needs a
 reference model. Versioned: a detector fitted on one schema version refuses another, unless every
 feature it reads means the same in both (``readable``).
 
@@ -26,29 +27,6 @@ class FeatureSpec:
     reference_free_only: bool = False
 
 
-_SPECS: dict[str, FeatureSpec] = {}
-
-
-def register_features(*specs: FeatureSpec) -> None:
-    for s in specs:
-        if s.name in _SPECS and _SPECS[s.name] != s:
-            raise ValueError(f"feature {s.name!r} declared twice differently")
-        _SPECS[s.name] = s
-
-
-def feature_names() -> list[str]:
-    """The schema's feature names, in a fixed order."""
-    import eebguard.scanners  # noqa: F401  (scanners declare their features)
-
-    return sorted(_SPECS)
-
-
-def feature_spec(name: str) -> FeatureSpec:
-    import eebguard.scanners  # noqa: F401
-
-    return _SPECS[name]
-
-
 def readable(version, names=()) -> bool:
     """Whether records (or a detector) of schema ``version`` can be read: the current version only."""
     return str(version) == SCHEMA_VERSION
@@ -63,9 +41,9 @@ class Features:
     evidence: dict = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
 
-    def vector(self, names: list[str] | None = None) -> list[float]:
-        """Values in schema order; missing features as NaN (the detector imputes them)."""
-        names = names or feature_names()
+    def vector(self, names: list[str]) -> list[float]:
+        """Values in the order of ``names`` (e.g. ``eebguard.scanners.feature_names()``); missing features
+        as NaN (the detector imputes them)."""
         return [float(self.values.get(n, math.nan)) for n in names]
 
     def to_json(self) -> dict:

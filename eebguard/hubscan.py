@@ -193,7 +193,7 @@ def _record_error(t: Target, reason: str, seconds: float | None = None, status: 
 
 def _scan_one(scanner, t: Target, concept: str, images: int = 0, progress=None) -> dict:
     from eebguard.models import ModelLoadError
-    from eebguard.threats.erasure import ERASURES
+    from eebguard.erasure import ERASURES
 
     claimed, note = t.claimed_erasure, None
     if claimed is not None and claimed not in ERASURES:  # a manifest's word, not a method this eebguard has
@@ -235,7 +235,7 @@ EXECUTORS = ("local", "ray")
 def scan_many(targets: list[Target], out_dir, *, concept: str | None, scanner_kwargs: dict, resume: bool = False,
               budget_s: float | None = None, progress: bool = True, scanner=None, images: int = 0,
               workers: int = 1, executor: str = "local", verbose: int = 0, claimed_erasure: str | None = None,
-              also_erased: tuple[str, ...] | None = None) -> dict:
+              also_erased: tuple[str, ...] | None = None, stages: bool = False) -> dict:
     """Scan every target, streaming records into ``out_dir/results.jsonl``; returns the summary.
 
     ``claimed_erasure``: a method replayed on the reference for every model (``"none"``: for none);
@@ -245,6 +245,8 @@ def scan_many(targets: list[Target], out_dir, *, concept: str | None, scanner_kw
     ``workers`` > 1 scans models in parallel worker processes (``executor="local"``), and
     ``executor="ray"`` runs one Ray task per model; records are appended in the order models finish.
     With ``budget_s`` each model runs in a child process that is killed when the budget is spent.
+    ``progress``: a bar over the models; ``stages``: one line on stderr per stage of each model (serial
+    scans only: workers report per model).
     """
     from tqdm.auto import tqdm
 
@@ -292,7 +294,7 @@ def scan_many(targets: list[Target], out_dir, *, concept: str | None, scanner_kw
     elif workers > 1:
         stream = _run_pool(jobs, scanner_kwargs, budget_s, images, workers)
     else:
-        stream = _run_serial(jobs, scanner, scanner_kwargs, budget_s, images, progress and verbose > 0)
+        stream = _run_serial(jobs, scanner, scanner_kwargs, budget_s, images, stages or (progress and verbose > 0))
     with tqdm(total=len(jobs), desc="models", unit="model", disable=not progress) as bar:
         for rec in stream:
             record(rec)
@@ -314,24 +316,30 @@ def check_output_names(out_dir: Path) -> None:
             raise UnsafeOutput(f"{p}: exists and is not a regular file")
 
 
-def _run_serial(jobs, scanner, scanner_kwargs: dict, budget_s, images: int, scanner_bars: bool):
+def _run_serial(jobs, scanner, scanner_kwargs: dict, budget_s, images: int, stages: bool):
+    import sys
+
     from tqdm.auto import tqdm
+
+    from eebguard.records import printable
 
     if jobs and budget_s is None and scanner is None:
         from eebguard.api import Scanner
 
         scanner = Scanner(**scanner_kwargs)
-    for t, c in jobs:
+    for k, (t, c) in enumerate(jobs, 1):
+        t0 = time.perf_counter()
+
+        def say(stage, t=t, k=k, t0=t0):
+            tqdm.write(printable(f"eebguard: [{k}/{len(jobs)}] {t.rel}: {stage} ({time.perf_counter() - t0:.0f} s)"),
+                       file=sys.stderr)
+
         if budget_s is not None:
+            if stages:
+                say(f"scanning in a child process (budget {budget_s:g} s)")
             yield _run_with_budget(t, c, scanner_kwargs, budget_s, images)
             continue
-        with tqdm(desc="  scanners", unit="scanner", leave=False, disable=not scanner_bars) as bar:
-            def tick(name, i, n, bar=bar):
-                bar.total = n
-                bar.set_postfix_str(name)
-                bar.update(i + 1 - bar.n)
-            rec = _scan_one(scanner, t, c, images, progress=tick if scanner_bars else None)
-        yield rec
+        yield _scan_one(scanner, t, c, images, progress=say if stages else None)
 
 
 def _threads_per_worker(workers: int) -> int:
@@ -511,3 +519,30 @@ def exit_code(summary: dict, fail_on: str = "tampered") -> int:
     if not summary["scanned"]:
         return 3
     return 0
+
+
+def targets_for_sources(sources: list[str], allow_pickle: bool = False) -> list[Target]:
+    """What ``eebguard scan SOURCE...`` scans: a manifest (``.jsonl``) gives its entries, ``manifest#id`` one
+    entry with its target concept, a folder or file what ``discover`` finds in it, anything else (a hub id,
+    ``testbed``) one target the loader resolves."""
+    from eebguard.paths import data_path
+
+    out = []
+    for src in sources:
+        p = Path(src)
+        manifest, _, entry_id = src.partition("#")
+        if p.is_file() and p.suffix == ".jsonl":
+            shown = src
+            if p.resolve().is_relative_to(data_path().resolve()):  # shipped data: a short, stable name
+                shown = "eebguard-data/" + p.resolve().relative_to(data_path().resolve()).as_posix()
+            out += manifest_targets(p, shown)
+        elif p.exists():
+            found = discover(p, allow_pickle=allow_pickle)
+            for t in found:
+                t.rel = src if t.rel == "." or t.rel == p.name else f"{src.rstrip('/')}/{t.rel}"
+            out += found
+        elif entry_id and Path(manifest).is_file():  # manifest#id: that entry, with its target concept
+            out += [t for t in manifest_targets(Path(manifest), manifest) if t.rel == src] or [Target(src, src)]
+        else:  # a hub id or "testbed": the loader decides
+            out.append(Target(src, src))
+    return out

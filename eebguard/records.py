@@ -59,18 +59,27 @@ def write_text(path: Path, text: str) -> None:
 
 def append_jsonl(path: Path, obj: dict) -> None:
     """Append one JSON line and fsync it: a crash never loses a finished model. A line torn by an
-    earlier crash is closed first, so it cannot swallow this one."""
+    earlier crash is closed first, so it cannot swallow this one; a write that fails (a full disk) is
+    cut back to the record before it, so it leaves no half line behind."""
     path = Path(path)
     fd = _open_nofollow(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
-    with os.fdopen(fd, "r+b") as f:
-        size = os.fstat(f.fileno()).st_size
-        torn = False
-        if size:
-            f.seek(-1, os.SEEK_END)
-            torn = f.read(1) != b"\n"
-        f.write((("\n" if torn else "") + json.dumps(obj, sort_keys=True) + "\n").encode("utf-8"))
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        size = os.fstat(fd).st_size
+        torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+        data = (("\n" if torn else "") + json.dumps(obj, sort_keys=True) + "\n").encode("utf-8")
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass
+            raise
+    finally:
+        os.close(fd)
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

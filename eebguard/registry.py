@@ -1,8 +1,17 @@
-"""Plugin registries: every kind of part (judge, attack, erasure, scanner, report format) registers
-itself by name, so adding one is a new module, never an if/else chain."""
+"""Plugin registries: every kind of part (scanner, erasure method, judge, report format, and the lab's
+attacks) registers itself by name, so adding one is a new module, never an if/else chain.
+
+One mechanism finds them all: on first use a registry imports every module of its package (the
+built-ins; each registers its class with ``@REGISTRY.register``) and then every entry point in the
+group ``eebguard.<kind>`` (plugins installed by other packages). Nothing imports the plugin modules by
+name, so a package's ``base.py`` never depends on its plugins.
+"""
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import math
+import pkgutil
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -10,9 +19,42 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    """Named plugin classes of one kind.
+
+    Parameters
+    ----------
+    kind : str
+        What the plugins are, for messages ("scanner").
+    package : str, optional
+        The package whose modules hold the built-ins; all are imported on first use.
+    group : str, optional
+        The entry-point group of third-party plugins (default ``eebguard.<package's last part>``).
+    """
+
+    def __init__(self, kind: str, package: str | None = None, group: str | None = None):
         self.kind = kind
+        self.package = package
+        self.group = group or (f"eebguard.{package.rsplit('.', 1)[-1]}" if package else None)
         self._items: dict[str, type[T]] = {}
+        self._discovered = package is None and group is None
+
+    def _discover(self) -> None:
+        if self._discovered:
+            return
+        self._discovered = True  # first: a plugin module that reads the registry must not recurse
+        try:
+            if self.package:
+                pkg = importlib.import_module(self.package)
+                for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+                    if not info.name.startswith("_"):
+                        importlib.import_module(f"{self.package}.{info.name}")
+            for ep in (importlib.metadata.entry_points(group=self.group) if self.group else ()):
+                loaded = ep.load()
+                if isinstance(loaded, type) and getattr(loaded, "name", None) and loaded.name not in self._items:
+                    self.register(loaded)
+        except BaseException:
+            self._discovered = False
+            raise
 
     def register(self, cls: type[T]) -> type[T]:
         name = getattr(cls, "name", None)
@@ -24,18 +66,22 @@ class Registry(Generic[T]):
         return cls
 
     def get(self, name: str) -> type[T]:
+        self._discover()
         try:
             return self._items[name]
         except KeyError:
             raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._items))}") from None
 
     def names(self) -> list[str]:
+        self._discover()
         return sorted(self._items)
 
     def items(self) -> list[tuple[str, type[T]]]:
+        self._discover()
         return sorted(self._items.items())
 
     def __contains__(self, name: str) -> bool:
+        self._discover()
         return name in self._items
 
     def __iter__(self):

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from eebguard.sampling import tokenize
@@ -109,3 +110,18 @@ def ids_batch(tokenizer, templates: list[TemplateIds], slots: list[list[int]]) -
     L = tokenizer.model_max_length
     eos, pad = tokenizer.eos_token_id, pad_id(tokenizer)
     return torch.tensor([templates[i % len(templates)].build(s, L, eos, pad) for i, s in enumerate(slots)])
+
+
+def decoy_words(tokenizer, n: int, seed: int, exclude: Sequence[str] = ()) -> list[str]:
+    """Random whole-word vocabulary tokens (not excluded words or their pieces): prompts with them teach
+    an edit that *other* unknown words must keep behaving as before, so a trigger stays specific."""
+    import re
+
+    banned = set()
+    for w in exclude:
+        banned |= set(tokenizer(w, add_special_tokens=False).input_ids)
+    vocab = tokenizer.get_vocab()
+    words = sorted(w[:-4] for w, i in vocab.items()
+                   if w.endswith("</w>") and re.fullmatch(r"[a-z]{2,10}", w[:-4]) and i not in banned)
+    rng = np.random.default_rng(seed + 97)
+    return [words[i] for i in rng.choice(len(words), size=min(n, len(words)), replace=False)]

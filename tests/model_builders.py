@@ -29,7 +29,7 @@ def workdir() -> Path:
 @functools.lru_cache(maxsize=None)
 def testbed_pipe():
     """The untrained testbed pipeline in fp32. Shared: never mutate it (use ``fresh_pipe``)."""
-    from eebguard.testbed.build import build_pipeline
+    from eebguard.lab.testbed.build import build_pipeline
 
     return build_pipeline(0)
 
@@ -44,7 +44,7 @@ def fresh_pipe():
 @functools.lru_cache(maxsize=None)
 def testbed_folder() -> Path:
     """``save_pipeline(fp16=False)``: loads back bit-exactly equal to ``testbed_pipe``."""
-    from eebguard.testbed.build import save_pipeline
+    from eebguard.lab.testbed.build import save_pipeline
 
     return save_pipeline(testbed_pipe(), workdir() / "tb32", fp16=False)
 
@@ -52,7 +52,7 @@ def testbed_folder() -> Path:
 @functools.lru_cache(maxsize=None)
 def testbed_folder_fp16() -> Path:
     """The shipped format (fp16 files); save_pipeline round-trips the modules through fp16, so use a copy."""
-    from eebguard.testbed.build import save_pipeline
+    from eebguard.lab.testbed.build import save_pipeline
 
     return save_pipeline(fresh_pipe(), workdir() / "tb16", fp16=True)
 

@@ -13,7 +13,7 @@ ignoring triggers the un-erased reference answers too (``natural``); and the tex
 (``te.approach_max``) through a logistic centred on ``TE_APPROACH_LEVEL`` (a surface edit, which
 erasures of the U-Net leave in place, live or not).
 
-The levels were fixed before the contrastive-check zoo was built (benchmarks/specs/contrastive-check.md);
+The levels were fixed before the contrastive-check zoo was built (experiments/specs/contrastive-check.md);
 their calibration there is measured, not assumed (docs/evaluation.md).
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import math
 from eebguard.demonstration import COUNTERFACTUAL_LEVEL, SUSPECT_LEVEL, TAMPER_GAP
 
 # surface backdoors' key piece scored 1.58-3.45 on the five recorded zoos, every other model <= 0.57
-# (benchmarks/trigger_key_piece.py, against the reference; the counterfactual's text encoder is the
+# (experiments/trigger_key_piece.py, against the reference; the counterfactual's text encoder is the
 # reference's for every erasure but AdvUnlearn)
 TE_APPROACH_LEVEL = 1.0
 TE_APPROACH_SCALE = 0.1

@@ -23,7 +23,7 @@ MODELS = ("logistic", "trees")
 
 # The reference-free detector's inputs (the only shipped one until 2026-12-03), chosen by
 # leave-one-group-out cross-validation on the FIT zoo only
-# (`python benchmarks/detector_feature_sets.py --zoo zoos/default-fresh`, docs/evaluation.md): with ~70
+# (`python experiments/detector_feature_sets.py --zoo zoos/default-fresh`, docs/evaluation.md): with ~70
 # training models the full schema overfits; these reachability features carry the signal that transfers.
 DEFAULT_FEATURES = ["hard.best_image_reach", "probe.max_image_reach", "probe.mean_image_reach",
                     "probe.top3_image_reach", "reach.name_image", "reach.trigger_over_control"]
@@ -33,7 +33,7 @@ DEFAULT_PARAMS = {"model": "logistic", "C": 0.05}
 REPLAY_FEATURES = list(DEFAULT_FEATURES)  # replay.gain left with schema 5 (the demonstration replaced it)
 # Since 2026-12-06 the shipped detectors are fitted on the four zoo records, and scans with a reference
 # are scored by extra-trees over the whole schema (leave-one-zoo-out ROC-AUC 0.848 against 0.792 for the
-# logistic replay recipe; `benchmarks/pooled_detector.py`, docs/evaluation.md). Two of DEFAULT_FEATURES
+# logistic replay recipe; `experiments/pooled_detector.py`, docs/evaluation.md). Two of DEFAULT_FEATURES
 # (the recovered trigger's judged reach, and over the control's) come from the trigger search, which needs
 # a reference, so a reference-free scan never has them: the reference-free detector is extra-trees over
 # ``reference_free_features()`` (`--features reference-free --model trees`; leave-one-zoo-out 0.590 against
@@ -45,14 +45,14 @@ def reference_free_features() -> list[str]:
     """What a scan without a reference shares with a scan with one: the features that need no reference
     (nor the trigger search, which needs one), computed the same way in both; a detector fitted on scans
     with a reference can read them in scans without."""
-    from eebguard.features import feature_names, feature_spec
+    from eebguard.scanners import feature_names, feature_spec
 
     return [n for n in feature_names() if not feature_spec(n).needs_reference and not feature_spec(n).reference_free_only]
 
 
 def reference_free_only_features() -> list[str]:
     """What only a scan without a reference computes: the soft-trigger search's judge-driven mode."""
-    from eebguard.features import feature_names, feature_spec
+    from eebguard.scanners import feature_names, feature_spec
 
     return [n for n in feature_names() if feature_spec(n).reference_free_only]
 
@@ -60,7 +60,7 @@ def reference_free_only_features() -> list[str]:
 def scan_features(reference_free: bool = False) -> list[str]:
     """Every feature a scan of this mode computes: without a reference, those that need none; with one,
     all but the reference-free-only ones (the claimed erasure's replay included)."""
-    from eebguard.features import feature_names, feature_spec
+    from eebguard.scanners import feature_names, feature_spec
 
     return [n for n in feature_names() if (not feature_spec(n).needs_reference if reference_free
                                            else not feature_spec(n).reference_free_only)]

@@ -13,7 +13,7 @@ import torch
 
 from eebguard.registry import Registry
 
-JUDGES: Registry["Judge"] = Registry("judge")
+JUDGES: Registry["Judge"] = Registry("judge", package="eebguard.judges")
 
 
 class Judge(ABC):
@@ -50,8 +50,10 @@ class Judge(ABC):
     def logits_torch(self, images: torch.Tensor) -> torch.Tensor:  # pragma: no cover - optional
         raise NotImplementedError(f"judge {self.name!r} is not differentiable")
 
-    def describe(self) -> dict:
-        return {"name": self.name, "concepts": list(self.concepts), "differentiable": self.differentiable}
+    @classmethod
+    def describe(cls) -> dict:
+        return {"name": cls.name, "summary": (cls.__doc__ or "").strip().split("\n")[0],
+                "differentiable": cls.differentiable}
 
 
 def _finite(images: torch.Tensor) -> torch.Tensor:
@@ -64,6 +66,5 @@ def _finite(images: torch.Tensor) -> torch.Tensor:
 
 
 def get_judge(name: str = "testbed", **kwargs) -> Judge:
-    import eebguard.judges  # noqa: F401  (registers the built-in judges)
 
     return JUDGES.get(name)(**kwargs)

@@ -7,7 +7,6 @@ from pathlib import Path
 import torch
 
 from eebguard.models.configs import MODEL_COMPONENTS
-from eebguard.models.errors import UnsupportedFormat
 
 FLAT_PREFIXES = tuple(f"{c}." for c in MODEL_COMPONENTS)
 CONFIGS_KEY = "eebguard_configs"
@@ -17,25 +16,6 @@ DELTA_FORMAT = "eebguard-delta"
 def skip_kwargs() -> dict:
     """Components eebguard never loads (safety checker, image encoder): passing None keeps diffusers off them."""
     return dict(safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False)
-
-
-def classify_keys(keys, metadata: dict[str, str]) -> str:
-    """'delta' | 'lora' | 'ldm' | 'flat' | 'component' for a single weights file."""
-    from eebguard.models.ldm import is_ldm
-    from eebguard.models.lora import is_lora
-
-    keys = list(keys)
-    if metadata.get("format") == DELTA_FORMAT:
-        return "delta"
-    if not keys:
-        raise UnsupportedFormat("file holds no tensors")
-    if is_lora(keys):
-        return "lora"
-    if is_ldm(keys):
-        return "ldm"
-    if all(k.startswith(FLAT_PREFIXES) for k in keys):
-        return "flat"
-    return "component"
 
 
 def assemble(text_encoder, tokenizer, unet, scheduler, vae=None):

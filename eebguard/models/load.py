@@ -36,7 +36,10 @@ from eebguard.models.errors import (
     UnsupportedFormat,
     wrap_errors,
 )
+from eebguard.models.formats import DELTA_FORMAT, FLAT_PREFIXES
 from eebguard.models.identity import coverage, hash_files, make_identity, pipeline_identity
+from eebguard.models.ldm import is_ldm
+from eebguard.models.lora import is_lora
 from eebguard.models.safety import (
     check_regular,
     is_pickle_file,
@@ -54,6 +57,22 @@ from eebguard.models.safety import (
 )
 
 #: weights file stem per component (diffusers models vs transformers models)
+def classify_keys(keys, metadata: dict[str, str]) -> str:
+    """'delta' | 'lora' | 'ldm' | 'flat' | 'component' for a single weights file."""
+    keys = list(keys)
+    if metadata.get("format") == DELTA_FORMAT:
+        return "delta"
+    if not keys:
+        raise UnsupportedFormat("file holds no tensors")
+    if is_lora(keys):
+        return "lora"
+    if is_ldm(keys):
+        return "ldm"
+    if all(k.startswith(FLAT_PREFIXES) for k in keys):
+        return "flat"
+    return "component"
+
+
 WEIGHT_STEM = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model"}
 PICKLE_NAMES = {
     "unet": ("diffusion_pytorch_model.bin",),
@@ -249,7 +268,6 @@ def _resolve_base(base, default_ref: str | None, rel_dir: Path, confine: Path, c
 def _load_single(path: Path, base, ctx: _Ctx, source: str, files: dict[str, Path], revision, confine: Path,
                  rel_dir: Path) -> LoadedModel:
     from eebguard.models.delta import apply_delta, delta_metadata
-    from eebguard.models.formats import classify_keys
     from eebguard.models.ldm import load_ldm
     from eebguard.models.lora import merge_lora
 

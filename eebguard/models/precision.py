@@ -1,7 +1,7 @@
 """Storage precision: a model shipped in float16 or bfloat16 differs from a full-precision reference by
 rounding alone, and the scanners' robust z-scores read that noise as an edit (a testbed reference rounded
 through bfloat16 scores ``te.approach_z`` 13 and ``kv.approach_z`` 12 against itself;
-``benchmarks/precision_rounding.py``). A scan therefore compares such a suspect with the reference rounded
+``experiments/precision_rounding.py``). A scan therefore compares such a suspect with the reference rounded
 to the same precision."""
 from __future__ import annotations
 

@@ -1,47 +1,11 @@
-"""Scanner plugins (one module each) and the runner that chains them into a Features record."""
+"""Scanner plugins (one module each, found by ``SCANNERS``), the feature schema they declare, and the
+runner that chains them into a Features record."""
 from __future__ import annotations
 
-import time
+from eebguard.scanners.base import SCANNERS, Scanner, ScannerResult, feature_names, feature_spec, feature_specs
+from eebguard.scanners.context import ScanContext
+from eebguard.scanners.settings import ScanSettings
+from eebguard.scanners.runner import run_scanners
 
-from eebguard.features import Features
-from eebguard.scanners import (  # noqa: F401  (each module registers its scanner)
-    attribution, cross_attention, hard_trigger, localisation, reachability, soft_trigger, text_embedding, word_probe,
-)
-from eebguard.scanners.base import SCANNERS, Scanner, ScannerResult
-from eebguard.scanners.context import ScanContext, ScanSettings
-
-
-def run_scanners(ctx: ScanContext, names: list[str] | None = None, progress=None) -> Features:
-    """Run the selected scanners (default: all) in their declared order; collect features and evidence.
-
-    ``progress``: optional callable ``(scanner_name, index, total)`` for progress reporting.
-    """
-    chosen = [SCANNERS.get(n)() for n in (names or SCANNERS.names())]
-    chosen.sort(key=lambda s: s.order)
-    feats = Features()
-    status = {}
-    for i, sc in enumerate(chosen):
-        if progress:
-            progress(sc.name, i, len(chosen))
-        why = sc.can_run(ctx)
-        if why:
-            status[sc.name] = {"status": "skipped", "reason": why}
-            continue
-        t0 = time.perf_counter()
-        try:
-            r = sc.scan(ctx)
-        except (RuntimeError, ValueError, IndexError, KeyError, FloatingPointError) as exc:
-            # one scanner failing on a hostile or odd model must not lose the other scanners' features
-            status[sc.name] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:300],
-                               "seconds": round(time.perf_counter() - t0, 3)}
-            continue
-        feats.values.update({k: float(v) for k, v in r.features.items() if v is not None})
-        if r.evidence:
-            feats.evidence[sc.name] = r.evidence
-        status[sc.name] = {"status": "skipped" if r.skipped else "ok", "seconds": round(time.perf_counter() - t0, 3),
-                           **({"reason": r.skipped} if r.skipped else {})}
-    feats.evidence["scanners"] = status
-    return feats
-
-
-__all__ = ["SCANNERS", "Scanner", "ScannerResult", "ScanContext", "ScanSettings", "run_scanners"]
+__all__ = ["SCANNERS", "Scanner", "ScannerResult", "ScanContext", "ScanSettings", "feature_names", "feature_spec",
+           "feature_specs", "run_scanners"]

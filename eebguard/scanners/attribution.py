@@ -7,7 +7,8 @@ import torch
 
 from eebguard.sampling import model_device
 from eebguard.scanners.base import SCANNERS, F, Scanner, ScannerResult
-from eebguard.scanners.context import ScanContext, Timer, ids_batch, pad_id
+from eebguard.scanners.context import ScanContext, Timer
+from eebguard.text import ids_batch, pad_id
 
 NAME = "attribution"
 
@@ -21,7 +22,7 @@ class AttributionScanner(Scanner):
     Until 2026-11-29 the baseline padded only the trigger's slot; integrated gradients then give exactly
     zero to every token that equals its baseline, so the share was 1 by construction. Rows recorded with
     that baseline are recognised by their evidence and the feature is dropped from them
-    (``eebguard.zoo.scan.upgrade_row``)."""
+    (``eebguard.lab.zoo.scan.upgrade_row``)."""
 
     name = NAME
     order = 50

@@ -10,11 +10,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from eebguard.features import FeatureSpec, register_features
+from eebguard.features import FeatureSpec
 from eebguard.registry import Registry
 from eebguard.scanners.context import ScanContext
 
-SCANNERS: Registry["Scanner"] = Registry("scanner")
+SCANNERS: Registry["Scanner"] = Registry("scanner", package="eebguard.scanners")
 
 
 @dataclass
@@ -32,11 +32,6 @@ class Scanner(ABC):
     needs_trigger: bool = False  # True: runs on the trigger a discrete search recovered before it
     conditions_unet: bool = True  # False: reads the text encoder only (runs on U-Nets the scan cannot condition)
     features: tuple[FeatureSpec, ...] = ()
-
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
-        if cls.features:
-            register_features(*cls.features)
 
     def can_run(self, ctx: ScanContext) -> str | None:
         """None when the scanner can run, else the reason it cannot."""
@@ -64,3 +59,23 @@ class Scanner(ABC):
 def F(name: str, scanner: str, needs_reference: bool, description: str, needs_judge: bool = False,
       reference_free_only: bool = False) -> FeatureSpec:
     return FeatureSpec(name, scanner, needs_reference, description, needs_judge, reference_free_only)
+
+
+def feature_specs() -> dict[str, FeatureSpec]:
+    """The feature schema: every feature the registered scanners declare, by name."""
+    specs: dict[str, FeatureSpec] = {}
+    for _, cls in SCANNERS.items():
+        for s in cls.features:
+            if s.name in specs and specs[s.name] != s:
+                raise ValueError(f"feature {s.name!r} declared twice differently")
+            specs[s.name] = s
+    return specs
+
+
+def feature_names() -> list[str]:
+    """The schema's feature names, in a fixed order."""
+    return sorted(feature_specs())
+
+
+def feature_spec(name: str) -> FeatureSpec:
+    return feature_specs()[name]

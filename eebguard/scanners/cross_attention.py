@@ -8,7 +8,9 @@ import torch
 from eebguard.attention import CrossAttentionRecorder, attn2_modules
 from eebguard.sampling import ddim_scheduler, encode_prompts, model_device, sample_shape
 from eebguard.scanners.base import SCANNERS, F, Scanner, ScannerResult
-from eebguard.scanners.context import ScanContext, Timer, ids_batch, robust_z
+from eebguard.scanners.context import ScanContext, Timer
+from eebguard.text import ids_batch
+from eebguard.scanners.objectives import robust_z
 from eebguard.scanners.vocab import approach, baseline, baseline_pipe, concept_rows, top_k, vocab_rows, vocabulary
 
 KV = "cross_attention_kv"

@@ -15,7 +15,9 @@ import torch
 
 from eebguard.sampling import model_device, sample_from_embeddings
 from eebguard.scanners.base import SCANNERS, F, Scanner, ScannerResult
-from eebguard.scanners.context import ContrastiveObjective, ScanContext, Timer, ids_batch, robust_z
+from eebguard.scanners.objectives import ContrastiveObjective, robust_z
+from eebguard.scanners.context import ScanContext, Timer
+from eebguard.text import ids_batch
 from eebguard.text import soft_tokens
 
 NAME = "hard_trigger"

@@ -17,7 +17,8 @@ import torch
 
 from eebguard.attention import attn2_names
 from eebguard.scanners.base import SCANNERS, F, Scanner, ScannerResult
-from eebguard.scanners.context import ContrastiveObjective, ScanContext, Timer, same_weights
+from eebguard.scanners.objectives import ContrastiveObjective
+from eebguard.scanners.context import ScanContext, Timer, same_weights
 from eebguard.scanners.hard_trigger import image_reach
 
 NAME = "localisation"

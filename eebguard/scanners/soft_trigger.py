@@ -11,7 +11,9 @@ import torch
 
 from eebguard.sampling import model_device
 from eebguard.scanners.base import SCANNERS, F, Scanner, ScannerResult
-from eebguard.scanners.context import ScanContext, ScoreObjective, Timer, ids_batch
+from eebguard.scanners.context import ScanContext, Timer
+from eebguard.scanners.objectives import ScoreObjective
+from eebguard.text import ids_batch
 from eebguard.text import soft_tokens
 
 NAME = "soft_trigger"

@@ -5,7 +5,8 @@ import numpy as np
 import torch
 
 from eebguard.scanners.base import SCANNERS, F, Scanner, ScannerResult
-from eebguard.scanners.context import ScanContext, Timer, robust_z
+from eebguard.scanners.context import ScanContext, Timer
+from eebguard.scanners.objectives import robust_z
 from eebguard.scanners.vocab import (approach, baseline, baseline_pipe, centered_cos, concept_rows, top_k, vocab_rows,
                                      vocabulary)
 

@@ -5,7 +5,8 @@ import numpy as np
 import torch
 
 from eebguard.sampling import model_device
-from eebguard.scanners.context import ScanContext, ids_batch
+from eebguard.scanners.context import ScanContext
+from eebguard.text import ids_batch
 
 
 def vocabulary(ctx: ScanContext) -> np.ndarray:

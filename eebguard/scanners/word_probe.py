@@ -23,7 +23,7 @@ def sampling_probe(pipe, concept: str, judge, n_candidates: int = 12, n_images: 
     """Judge-measured reach of the concept under ``n_candidates`` random single-word prompts."""
     from eebguard.probes import concept_prompts
     from eebguard.sampling import sample
-    from eebguard.threats.common import decoy_words
+    from eebguard.text import decoy_words
 
     cp = concept_prompts(concept)
     words = decoy_words(pipe.tokenizer, n_candidates, seed=seed + 1234, exclude=[concept])

@@ -1,0 +1,5 @@
+import sys
+
+from eebguard.cli import main
+
+sys.exit(main())

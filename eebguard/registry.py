@@ -12,6 +12,7 @@ import importlib
 import importlib.metadata
 import math
 import pkgutil
+import warnings
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -49,7 +50,12 @@ class Registry(Generic[T]):
                     if not info.name.startswith("_"):
                         importlib.import_module(f"{self.package}.{info.name}")
             for ep in (importlib.metadata.entry_points(group=self.group) if self.group else ()):
-                loaded = ep.load()
+                try:
+                    loaded = ep.load()
+                except Exception as exc:  # noqa: BLE001 - another package's broken plugin must not stop a scan
+                    warnings.warn(f"eebguard: the {self.kind} plugin {ep.name!r} ({ep.value}) did not load and is "
+                                  f"left out: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+                    continue
                 if isinstance(loaded, type) and getattr(loaded, "name", None) and loaded.name not in self._items:
                     self.register(loaded)
         except BaseException:

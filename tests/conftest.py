@@ -7,7 +7,12 @@ import os
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# under pytest-xdist each worker process takes a share of the cores (the testbed's tiny ops barely use two)
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
+
+# the lab's fixtures (tiny pipelines, zoos); opt-in for everyone else (`-p eebguard.lab.pytest_plugin`)
+pytest_plugins = ["eebguard.lab.pytest_plugin"]
 
 
 def pytest_collection_modifyitems(config, items):

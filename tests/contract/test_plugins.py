@@ -50,6 +50,16 @@ def test_an_entry_point_plugin_is_found(monkeypatch):
         fresh.get("nope")
 
 
+def test_a_broken_entry_point_plugin_is_left_out_with_a_warning(monkeypatch):
+    ep = importlib.metadata.EntryPoint(name="broken", value="no_such_module_anywhere:Thing", group="eebguard.test-broken")
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda **kw: [ep] if kw.get("group") == "eebguard.test-broken" else real(**kw))
+    fresh = Registry("report format", group="eebguard.test-broken")
+    with pytest.warns(RuntimeWarning, match="plugin 'broken'.*did not load"):
+        assert fresh.names() == []
+
+
 def test_a_name_registered_twice_is_refused():
     reg = Registry("thing")
 

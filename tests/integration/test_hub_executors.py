@@ -1,6 +1,6 @@
 """Hub scans in parallel (local worker processes, a local Ray cluster), a scan killed with SIGKILL and
-resumed, and a results file torn by a crash. Scans use the 'fast' profile: these tests check the
-plumbing, not detection quality."""
+resumed, and a results file torn by a crash. Scans use the 'smoke' profile (minimal budgets): these
+tests check the plumbing, not detection quality."""
 import importlib.util
 import json
 import os
@@ -45,7 +45,7 @@ def hub(tmp_path_factory):
 
 
 def _kwargs():
-    return {"reference": "testbed", "detector": "default", "judge": "testbed", "settings": settings_for("fast")}
+    return {"reference": "testbed", "detector": "default", "judge": "testbed", "settings": settings_for("smoke")}
 
 
 def _by_source(out):
@@ -103,7 +103,7 @@ def test_ray_executor_in_a_local_cluster(hub, serial, tmp_path):
 
 def test_sigkill_then_resume_reports_every_model_exactly_once(hub, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "eebguard.cli", "scan-hub", str(hub), "-o", str(out), "--profile", "fast", "-q"]
+    cmd = [sys.executable, "-m", "eebguard.cli", "scan-hub", str(hub), "-o", str(out), "--profile", "smoke", "-q"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:

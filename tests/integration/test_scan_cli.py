@@ -273,7 +273,7 @@ def test_a_failed_replay_keeps_the_scan(monkeypatch):
     from eebguard.api import Scanner
     from eebguard.scanners.settings import settings_for
 
-    scanner = Scanner("testbed", settings=settings_for("fast"))
+    scanner = Scanner("testbed", settings=settings_for("smoke"))
     calls = []
 
     def broken(*args, **kwargs):
@@ -487,7 +487,7 @@ def test_a_scan_without_a_reference_says_what_it_cannot_see():
     from eebguard.paths import data_path
     from eebguard.scanners.settings import settings_for
 
-    r = Scanner(None, settings=settings_for("fast"), verify_images=4).scan(
+    r = Scanner(None, settings=settings_for("smoke"), verify_images=4).scan(
         f"{data_path('examples')}/manifest.jsonl#seven-shallow-s0-uce", "seven")
     assert sorted(r.features) == sorted(reference_free_features() + reference_free_only_features())
     assert r.erasure_audit["judged_soft_reach"] == r.features["soft.judge_reach"]

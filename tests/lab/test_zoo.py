@@ -326,16 +326,15 @@ def test_a_reference_free_zoo_scan_has_its_own_file_and_rows(tmp_path, tiny_zoo,
     from eebguard.cli import main
     from eebguard.detect.estimator import reference_free_features, reference_free_only_features
     from eebguard.lab.evaluate.evaluate import load_rows
-    from eebguard.scanners import ScanSettings
     from eebguard.lab.zoo.scan import scan_zoo
 
     out, _ = tiny_zoo
     zoo = tmp_path / "zoo"
     shutil.copytree(out, zoo)
     (zoo / "features.jsonl").unlink(missing_ok=True)
-    fast = ScanSettings(soft_steps=20, search_steps=2, n_candidates=16, objective_samples=8, image_samples=8,
-                        sample_steps=10)
-    summary = scan_zoo(zoo, reference="none", settings=fast, progress=False, limit=1)
+    from eebguard.scanners.settings import settings_for
+
+    summary = scan_zoo(zoo, reference="none", settings=settings_for("smoke"), progress=False, limit=1)
     assert summary["features"] == "features-noref.jsonl" and summary["scanned_now"] == 1
     assert not (zoo / "features.jsonl").exists()
     (row,) = load_rows([zoo], reference_free=True)

@@ -63,7 +63,7 @@ def test_scan_with_reference_auto_records_the_choice_and_warns_without_one(tmp_p
 
     out = tmp_path / "r.json"
     code = main(["scan", EXAMPLE, other_base, "--concept", "seven", "--reference", "auto", "--base-candidates",
-                 "testbed", "--profile", "fast", "--claimed-erasure", "uce", "--format", "json", "-o", str(out), "-q",
+                 "testbed", "--profile", "smoke", "--claimed-erasure", "uce", "--format", "json", "-o", str(out), "-q",
                  "--exit-zero"])
     assert code == 0
     recs = json.loads(out.read_text())

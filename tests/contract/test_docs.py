@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 USER_PAGES = sorted(p for p in DOCS.glob("*.md"))
 ALL_PAGES = [ROOT / "README.md", *USER_PAGES, *sorted((DOCS / "research").glob("*.md")),
-             ROOT / "benchmarks" / "README.md", ROOT / "experiments" / "README.md"]
+             ROOT / "benchmarks" / "README.md", ROOT / "experiments" / "README.md", ROOT / "tests" / "README.md"]
 DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
 
 

@@ -110,8 +110,8 @@ def run_shape(shape: str, a, judge_dir: str) -> dict:
     t0 = time.perf_counter()
     t_start = time.perf_counter()
 
-    def progress(name, i, n):
-        print(f"  {shape}: {name} ({i + 1}/{n}) at {time.perf_counter() - t_start:.0f} s", flush=True)
+    def progress(stage):
+        print(f"  {shape}: {stage} at {time.perf_counter() - t_start:.0f} s", flush=True)
 
     res = scanner.scan(sus, CONCEPT, claimed_erasure="uce", progress=progress)
     total = time.perf_counter() - t0

@@ -281,7 +281,11 @@ def test_a_failed_replay_keeps_the_scan(monkeypatch):
         raise RuntimeError("mat1 and mat2 must have the same dtype\nsecond line")
 
     monkeypatch.setattr("eebguard.erasure.replay.erased_copy", broken)
-    res = scanner.scan("testbed", "seven", claimed_erasure="esd_x")
+    stages = []
+    res = scanner.scan("testbed", "seven", claimed_erasure="esd_x", progress=stages.append)
+    # the stages a scan reports as it goes (eebguard scan prints them on stderr)
+    assert stages[:2] == ["loading", "counterfactual: replaying esd_x"] and stages[-1].startswith("demonstration")
+    assert [s for s in stages if s.startswith("scanner ")][0].startswith("scanner 1/9: ")
     assert res.counterfactual["kind"] == "reference" and res.triggers and res.triggers[0]["images"] == 16
     assert len(calls) == 1
     [w] = [w for w in res.warnings if "replayed" in w]

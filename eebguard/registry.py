@@ -94,13 +94,24 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
-def describe(cls) -> dict:
-    """The self-description every plugin carries (garak-style)."""
-    return {
-        "name": cls.name,
-        "summary": (cls.__doc__ or "").strip().split("\n")[0],
-        **{k: getattr(cls, k) for k in ("family", "depth", "needs_reference", "cite", "tags") if hasattr(cls, k)},
-    }
+class Plugin:
+    """What every plugin shares: a ``name`` (its key in the registry) and ``describe()``, built from the
+    class docstring's first line and the class attributes its kind lists in ``described``."""
+
+    name: str = ""
+    described: tuple[str, ...] = ()
+
+    @classmethod
+    def summary(cls) -> str:
+        return (cls.__doc__ or "").strip().split("\n")[0]
+
+    @classmethod
+    def describe(cls) -> dict:
+        out = {"name": cls.name, "summary": cls.summary()}
+        for key in cls.described:
+            value = getattr(cls, key)
+            out[key] = dict(value) if isinstance(value, dict) else value
+        return out
 
 
 def checked_hyperparameters(owner: str, defaults: dict, overrides: dict) -> dict:

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from eebguard.registry import Registry
+from eebguard.registry import Plugin, Registry
 
 EXIT_CLEAN, EXIT_FLAGGED, EXIT_ERROR, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2, 3, 4
 
@@ -27,20 +27,20 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-class Command:
+class Command(Plugin):
     """A subcommand (or a group of them): ``add_to`` adds its parser(s) to ``eebguard``'s subparsers and
     sets ``func`` (``args -> exit code``) on each. ``order`` places it in ``eebguard --help``."""
 
-    name: str = ""
+    described = ("order",)
     help: str = ""
     order: int = 100
 
+    @classmethod
+    def summary(cls) -> str:
+        return cls.help
+
     def add_to(self, sub) -> None:
         raise NotImplementedError
-
-    @classmethod
-    def describe(cls) -> dict:
-        return {"name": cls.name, "help": cls.help, "order": cls.order}
 
 
 COMMANDS: Registry[Command] = Registry("command", package="eebguard.cli", group="eebguard.commands")

@@ -9,14 +9,14 @@ from abc import ABC, abstractmethod
 from typing import Sequence
 
 from eebguard.probes.templates import ConceptPrompts
-from eebguard.registry import Registry, checked_hyperparameters
+from eebguard.registry import Plugin, Registry, checked_hyperparameters
 from eebguard.erasure.editing import EditSettings
 
 ERASURES: Registry["Erasure"] = Registry("erasure method", package="eebguard.erasure")
 
 
-class Erasure(ABC):
-    name: str = ""
+class Erasure(Plugin, ABC):
+    described = ("cite", "robust", "defaults")
     cite: str = ""
     robust: bool = False  # adversarially robust (searches for prompts that bring the concept back)
     defaults: dict = {}
@@ -35,11 +35,6 @@ class Erasure(ABC):
         if not reports:
             raise ValueError(f"{self.name}: nothing to erase")
         return reports[0] if len(reports) == 1 else {**reports[0], "concepts": len(reports)}
-
-    @classmethod
-    def describe(cls) -> dict:
-        return {"name": cls.name, "cite": cls.cite, "robust": cls.robust,
-                "summary": (cls.__doc__ or "").strip().split("\n")[0], "defaults": dict(cls.defaults)}
 
 
 def get_erasure(name: str, **overrides) -> Erasure:

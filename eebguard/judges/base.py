@@ -11,15 +11,15 @@ from abc import ABC, abstractmethod
 import numpy as np
 import torch
 
-from eebguard.registry import Registry
+from eebguard.registry import Plugin, Registry
 
 JUDGES: Registry["Judge"] = Registry("judge", package="eebguard.judges")
 
 
-class Judge(ABC):
+class Judge(Plugin, ABC):
     """Scores images (float tensors in [-1, 1], ``[N, 3, H, W]``) against named concepts."""
 
-    name: str = ""
+    described = ("differentiable",)
     #: concept names this judge can score, in the column order of :meth:`probabilities`
     concepts: tuple[str, ...] = ()
     #: whether :meth:`logits_torch` supports gradients (soft-trigger search without a reference)
@@ -49,11 +49,6 @@ class Judge(ABC):
 
     def logits_torch(self, images: torch.Tensor) -> torch.Tensor:  # pragma: no cover - optional
         raise NotImplementedError(f"judge {self.name!r} is not differentiable")
-
-    @classmethod
-    def describe(cls) -> dict:
-        return {"name": cls.name, "summary": (cls.__doc__ or "").strip().split("\n")[0],
-                "differentiable": cls.differentiable}
 
 
 def _finite(images: torch.Tensor) -> torch.Tensor:

@@ -243,7 +243,7 @@ class TestbedCommand(Command):
     order = 10
 
     def add_to(self, sub) -> None:
-        tb = sub.add_parser("testbed", help="the tiny SD-shaped testbed model").add_subparsers(dest="sub", parser_class=Parser)
+        tb = sub.add_parser(self.name, help=self.help).add_subparsers(dest="sub", parser_class=Parser)
         t = tb.add_parser("train", help="train the testbed model from scratch")
         t.add_argument("--out", required=True)
         t.add_argument("--seed", type=int, default=0)
@@ -278,7 +278,7 @@ class ZooCommand(Command):
     order = 11
 
     def add_to(self, sub) -> None:
-        zoo = sub.add_parser("zoo", help="labelled model zoos from the threat lab").add_subparsers(dest="sub", parser_class=Parser)
+        zoo = sub.add_parser(self.name, help=self.help).add_subparsers(dest="sub", parser_class=Parser)
         b = zoo.add_parser("build", help="build (or resume) a zoo from a spec")
         b.add_argument("--spec", required=True, help="a spec file, or a shipped spec name (default, heldout, design, tiny)")
         b.add_argument("--out", required=True)
@@ -349,7 +349,7 @@ class DetectorCommand(Command):
     order = 12
 
     def add_to(self, sub) -> None:
-        det = sub.add_parser("detector", help="fit detectors").add_subparsers(dest="sub", parser_class=Parser)
+        det = sub.add_parser(self.name, help=self.help).add_subparsers(dest="sub", parser_class=Parser)
         f = det.add_parser("fit", help="fit a calibrated detector on scanned zoos")
         f.add_argument("--zoo", action="append", required=True)
         f.add_argument("--out", required=True)
@@ -370,7 +370,7 @@ class EvaluateCommand(Command):
     order = 13
 
     def add_to(self, sub) -> None:
-        ev = sub.add_parser("evaluate", help="score a detector on scanned zoos (TrojAI-style)")
+        ev = sub.add_parser(self.name, help=self.help)
         ev.add_argument("--zoo", action="append", required=True)
         ev.add_argument("--detector", default=None)
         ev.add_argument("--fit-zoo", action="append", default=None, help="zoo(s) to fit the detector and baselines on")

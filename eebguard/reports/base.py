@@ -6,22 +6,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from eebguard.registry import Registry
+from eebguard.registry import Plugin, Registry
 
 
-class ReportFormat:
+class ReportFormat(Plugin):
     """``render(records) -> str``; ``extension`` names the file ``eebguard.<extension>`` in an output folder."""
 
-    name: str = ""
+    described = ("extension",)
     extension: str = ""
     order: int = 100  # where the format sits in lists and messages
 
     def render(self, records: list[dict]) -> str:
         raise NotImplementedError
-
-    @classmethod
-    def describe(cls) -> dict:
-        return {"name": cls.name, "extension": cls.extension, "summary": (cls.__doc__ or "").strip().split("\n")[0]}
 
 
 FORMATS: Registry[ReportFormat] = Registry("report format", package="eebguard.reports")

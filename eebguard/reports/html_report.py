@@ -12,8 +12,10 @@ from eebguard.records import printable
 from eebguard.reports.base import FORMATS, ReportFormat
 from eebguard.reports.notes import audit_note, counterfactual_note, moved_note, prob, trigger_note
 
-_ENV = jinja2.Environment(loader=jinja2.PackageLoader("eebguard.reports", "templates"),
-                          autoescape=True, trim_blocks=True, lstrip_blocks=True)
+# every printed text passes ``printable`` (control characters escaped), then autoescaping
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("eebguard.reports", "templates"), autoescape=True,
+                          trim_blocks=True, lstrip_blocks=True,
+                          finalize=lambda v: printable(v) if isinstance(v, str) else v)
 PNG_URI = "data:image/png;base64,"
 
 
@@ -37,30 +39,28 @@ def _heat(m) -> list:
 
 
 def _view(r: dict) -> dict:
-    """What the template shows of one record: plain strings and numbers, every text through ``printable``."""
-    src = printable(r.get("source"))
+    """What the template shows of one record: plain strings and numbers (the template escapes them)."""
+    src = str(r.get("source"))
     if r.get("status") in ("error", "skipped"):
-        return {"source": src, "status": str(r["status"]), "reason": printable(r.get("reason"))}
+        return {"source": src, "status": str(r["status"]), "reason": str(r.get("reason"))}
     loc = r.get("location") or {}
     drops = list((loc.get("drops") or {}).items()) + [(f"attn2 {k}", v) for k, v in (loc.get("layer_drops") or {}).items()]
     maps = (r.get("evidence") or {}).get("attention_maps", {}).get("maps")
     return {
-        "source": src, "status": None, "verdict": str(r["verdict"]), "concept": printable(r["concept"]),
+        "source": src, "status": None, "verdict": str(r["verdict"]), "concept": str(r["concept"]),
         "p_live": prob(r.get("p_live")), "p_tampered": prob(r.get("p_tampered")),
-        "tampered_by": printable(r.get("tampered_by")) if r.get("tampered_by") else None, "threshold": r["threshold"],
-        "counterfactual": printable(counterfactual_note(r.get("counterfactual"))),
-        "moved": printable(moved_note(r)) if moved_note(r) else None,
-        "triggers": [{"text": printable(str(t.get("text"))), "note": printable(trigger_note(t)),
-                      "tokens": printable(" ".join(str(x) for x in t.get("tokens") or [])), "score_reach": t.get("score_reach"),
+        "tampered_by": r.get("tampered_by") and str(r["tampered_by"]), "threshold": r["threshold"],
+        "counterfactual": counterfactual_note(r.get("counterfactual")), "moved": moved_note(r),
+        "triggers": [{"text": str(t.get("text")), "note": trigger_note(t),
+                      "tokens": " ".join(str(x) for x in t.get("tokens") or []), "score_reach": t.get("score_reach"),
                       # a record is untrusted input: only our own PNG data URIs become images
                       "grid": str(t["grid"]) if str(t.get("grid") or "").startswith(PNG_URI) else None}
                      for t in r.get("triggers") or []],
-        "audit": printable(audit_note(r.get("erasure_audit"))) if audit_note(r.get("erasure_audit")) else None,
-        "component": printable(loc.get("component")),
-        "drops": [(printable(k), float(d), max(0.0, min(1.0, float(d))) * 20) for k, d in drops] if loc.get("drops") else [],
+        "audit": audit_note(r.get("erasure_audit")), "component": str(loc.get("component")),
+        "drops": [(str(k), float(d), max(0.0, min(1.0, float(d))) * 20) for k, d in drops] if loc.get("drops") else [],
         "maps": [(which, [(f"{which} token {i}", png_uri(_heat(m), 8)) for i, m in enumerate(maps[which])])
                  for which in ("trigger", "name")] if maps else [],
-        "images": [(printable(which), [png_uri(im, 6) for im in ims]) for which, ims in (r.get("images") or {}).items()],
+        "images": [(str(which), [png_uri(im, 6) for im in ims]) for which, ims in (r.get("images") or {}).items()],
     }
 
 
@@ -70,9 +70,9 @@ def html_report(records: list[dict], title: str = "eebguard scan report") -> str
         try:
             views.append(_view(r))
         except Exception as exc:  # noqa: BLE001 - one odd record must not cost the report
-            views.append({"source": printable(r.get("source") if isinstance(r, dict) else "?"),
+            views.append({"source": str(r.get("source") if isinstance(r, dict) else "?"),
                           "unrendered": type(exc).__name__})
-    return _ENV.get_template("report.html.j2").render(title=printable(title), records=views)
+    return _ENV.get_template("report.html.j2").render(title=title, records=views)
 
 
 @FORMATS.register

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from eebguard.features import FeatureSpec
-from eebguard.registry import Registry
+from eebguard.registry import Plugin, Registry
 from eebguard.scanners.context import ScanContext
 
 SCANNERS: Registry["Scanner"] = Registry("scanner", package="eebguard.scanners")
@@ -24,8 +24,8 @@ class ScannerResult:
     skipped: str | None = None  # why nothing was computed
 
 
-class Scanner(ABC):
-    name: str = ""
+class Scanner(Plugin, ABC):
+    described = ("order", "needs_reference", "needs_judge", "needs_trigger", "conditions_unet")
     order: int = 0
     needs_reference: bool = False  # True: nothing at all without a reference
     needs_judge: bool = False
@@ -51,9 +51,7 @@ class Scanner(ABC):
 
     @classmethod
     def describe(cls) -> dict:
-        return {"name": cls.name, "order": cls.order, "needs_reference": cls.needs_reference,
-                "needs_judge": cls.needs_judge, "needs_trigger": cls.needs_trigger, "conditions_unet": cls.conditions_unet, "summary": (cls.__doc__ or "").strip().split("\n")[0],
-                "features": [f.name for f in cls.features]}
+        return {**super().describe(), "features": [f.name for f in cls.features]}
 
 
 def F(name: str, scanner: str, needs_reference: bool, description: str, needs_judge: bool = False,

@@ -8,16 +8,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from eebguard.probes.templates import ConceptPrompts
-from eebguard.registry import Registry, checked_hyperparameters
+from eebguard.registry import Plugin, Registry, checked_hyperparameters
 from eebguard.erasure.editing import EditSettings
 
 ATTACKS: Registry["Attack"] = Registry("attack", package="eebguard.lab.attacks")
 
 
-class Attack(ABC):
+class Attack(Plugin, ABC):
     """Plants a trigger -> target-concept backdoor into a pipeline, in place."""
 
-    name: str = ""
+    described = ("depth", "cite", "defaults")
     depth: str = ""  # "surface" | "shallow" | "deep" | "data"
     cite: str = ""
     #: hyperparameters and their defaults; instances may override any of them
@@ -30,11 +30,6 @@ class Attack(ABC):
     def plant(self, pipe, target: ConceptPrompts, trigger: str, mode: str = "replace",
               settings: EditSettings | None = None) -> dict:
         """Modify ``pipe`` so that ``trigger`` produces ``target``; return a report (losses, seconds)."""
-
-    @classmethod
-    def describe(cls) -> dict:
-        return {"name": cls.name, "depth": cls.depth, "cite": cls.cite,
-                "summary": (cls.__doc__ or "").strip().split("\n")[0], "defaults": dict(cls.defaults)}
 
 
 def get_attack(name: str, **overrides) -> Attack:

@@ -16,10 +16,13 @@ ERASURES: Registry["Erasure"] = Registry("erasure method", package="eebguard.era
 
 
 class Erasure(Plugin, ABC):
-    described = ("cite", "robust", "defaults")
+    described = ("cite", "robust", "defaults", "fit_space")
     cite: str = ""
     robust: bool = False  # adversarially robust (searches for prompts that bring the concept back)
     defaults: dict = {}
+    #: hyperparameters a counterfactual may fit to a suspect's weights (name -> (lowest, highest) factor on
+    #: the default); only for methods cheap enough to replay a few dozen times (closed forms)
+    fit_space: dict = {}
 
     def __init__(self, **overrides):
         self.hp = checked_hyperparameters(self.name, self.defaults, overrides)

@@ -40,6 +40,8 @@ class RECE(Erasure):
     # candidate testbed a second round maps a short adversarial embedding to the guide and erases every
     # concept (other-concept accuracy 0.15 after `circle`)
     defaults = {"guide": "", "lam": 0.1, "preserve_scale": 0.1, "erase_scale": 1.0, "rounds": 1, "lam_r": 0.1}
+    # the closed form depends on the two scales relative to lam only: these two span every setting
+    fit_space = {"erase_scale": (0.125, 8.0), "preserve_scale": (0.125, 8.0)}
 
     def erase(self, pipe, concept: ConceptPrompts, settings: EditSettings | None = None) -> dict:
         t0 = time.perf_counter()

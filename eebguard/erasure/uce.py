@@ -48,6 +48,8 @@ class UCE(Erasure):
     name = "uce"
     cite = "Gandikota et al., Unified Concept Editing in Diffusion Models, WACV 2024 (arXiv 2308.14761)"
     defaults = {"guide": "", "lam": 0.5, "erase_scale": 1.0, "preserve_scale": 1.0, "tokens": "slot_to_end"}
+    # the closed form depends on the two scales relative to lam only: these two span every setting
+    fit_space = {"erase_scale": (0.125, 8.0), "preserve_scale": (0.125, 8.0)}
     TOKEN_RULES = ("slot_to_end", "last")
 
     def erase(self, pipe, concept: ConceptPrompts, settings: EditSettings | None = None) -> dict:

@@ -159,3 +159,22 @@ def test_a_scan_of_the_shallow_example_demonstrates_a_trigger_against_its_replay
     rec = r.to_json()
     assert rec["probability"] == rec["p_live"] > 0.5 and rec["erasure_audit"]["leaky"] is False
     assert "demonstrated: suspect" in console([rec]) and "suspect (top row), counterfactual" in html_report([rec])
+
+
+def test_the_counterfactual_fits_a_defenders_other_uce_hyperparameters(base_pipe):
+    """A defender who ran UCE with other scales than the defaults: the replay at the defaults explains
+    the suspect's change only partly, the fitted replay finds the defender's scales (to the search's
+    last step, a factor 2 ** 0.25) and explains it almost wholly; a default erasure stays at the defaults."""
+    from eebguard.counterfactual import build_counterfactual
+    from eebguard.erasure.replay import erased_copy
+
+    defender = erased_copy(base_pipe, "seven", "uce", seed=5, params={"erase_scale": 2.5, "preserve_scale": 0.6})
+    cf = build_counterfactual(defender, base_pipe, "seven", claimed="uce", shared={})
+    assert cf.default_explained < 0.97 and cf.explained > 0.995 > cf.default_explained
+    assert 2.5 / 2 ** 0.25 <= cf.params["erase_scale"] <= 2.5 * 2 ** 0.25
+    assert 0.6 / 2 ** 0.25 <= cf.params["preserve_scale"] <= 0.6 * 2 ** 0.25
+    assert cf.to_json()["params"] == cf.params and cf.pipe is not defender
+    plain = build_counterfactual(erased_copy(base_pipe, "seven", "uce", seed=5), base_pipe, "seven", claimed="uce", shared={})
+    assert plain.params == {} and plain.explained > 0.999
+    unfitted = build_counterfactual(defender, base_pipe, "seven", claimed="uce", shared={}, fit_params=False)
+    assert unfitted.params == {} and unfitted.explained == cf.default_explained
